@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sysgenid: the SysGenID system generation counter on stock kernels.
+ *
+ * Since 5.18 the kernel reseeds its RNG when the ACPI VM Generation ID
+ * changes and then runs the vmfork notifier chain, but tells user space
+ * nothing. This module turns that notification into the u32 counter of the
+ * "sysgenid" ABI (as carried by Amazon Linux kernels) on /dev/sysgenid: a
+ * read-only page with the counter at offset 0, blocking read, poll,
+ * acknowledgement by write, and the watcher-tracking ioctls.
+ *
+ * The built-in vmgenid driver keeps the ACPI device; we only listen.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/device.h>
+#include <linux/fs.h>
+#include <linux/ktime.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/namei.h>
+#include <linux/notifier.h>
+#include <linux/poll.h>
+#include <linux/random.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <linux/version.h>
+#include <linux/wait.h>
+
+/*
+ * Quoted on purpose: a kernel that carries its own sysgenid driver also has
+ * a <linux/sysgenid.h>, and the include path would pick that one first.
+ */
+#include "uapi/linux/sysgenid.h"
+
+/* Per open file: the generation this fd last acknowledged. */
+struct sysgenid_file {
+	u32 acked_gen;
+	bool tracked;
+};
+
+/*
+ * sysgenid_lock serialises every change of the counter, the acknowledged
+ * generations and the watcher counts, so that the counts always agree with
+ * the fds. Readers that only test "is this fd outdated" (read, poll, the
+ * wait conditions) look without the lock; a stale answer there is
+ * corrected by the wake-up that follows every change.
+ */
+static DEFINE_SPINLOCK(sysgenid_lock);
+static u32 sysgenid_gen;
+static unsigned int sysgenid_watchers;	/* fds with tracking on */
+static unsigned int sysgenid_outdated;	/* tracked fds behind the counter */
+static u32 *sysgenid_page;		/* what user space maps */
+static DECLARE_WAIT_QUEUE_HEAD(sysgenid_read_wq);
+static DECLARE_WAIT_QUEUE_HEAD(sysgenid_outdated_wq);
+
+static bool sysgenid_fd_outdated(const struct sysgenid_file *f)
+{
+	return READ_ONCE(f->acked_gen) != READ_ONCE(sysgenid_gen);
+}
+
+static void sysgenid_bump(u32 min_gen)
+{
+	u32 gen;
+
+	spin_lock(&sysgenid_lock);
+	gen = max(min_gen, sysgenid_gen + 1);
+	/* Only u32 wrap-around can make max() land on the current value. */
+	if (gen == sysgenid_gen)
+		gen++;
+	WRITE_ONCE(sysgenid_gen, gen);
+	/* Every tracked fd is behind now, whether or not it was before. */
+	WRITE_ONCE(sysgenid_outdated, sysgenid_watchers);
+	/*
+	 * Publish to the mapped page last: whoever sees the new value there
+	 * and then calls read() or poll() must find its fd outdated.
+	 */
+	smp_wmb();
+	WRITE_ONCE(*sysgenid_page, gen);
+	spin_unlock(&sysgenid_lock);
+
+	wake_up_interruptible_all(&sysgenid_read_wq);
+	wake_up_interruptible_all(&sysgenid_outdated_wq);
+}
+
+/* Called with sysgenid_lock held; true when the last outdated fd left. */
+static bool sysgenid_put_outdated(void)
+{
+	WRITE_ONCE(sysgenid_outdated, sysgenid_outdated - 1);
+	return sysgenid_outdated == 0;
+}
+
+static void sysgenid_set_tracking(struct sysgenid_file *f, bool on)
+{
+	bool wake = false;
+
+	spin_lock(&sysgenid_lock);
+	if (on && !f->tracked) {
+		f->tracked = true;
+		sysgenid_watchers++;
+		if (f->acked_gen != sysgenid_gen)
+			WRITE_ONCE(sysgenid_outdated, sysgenid_outdated + 1);
+	} else if (!on && f->tracked) {
+		f->tracked = false;
+		sysgenid_watchers--;
+		if (f->acked_gen != sysgenid_gen)
+			wake = sysgenid_put_outdated();
+	}
+	spin_unlock(&sysgenid_lock);
+
+	if (wake)
+		wake_up_interruptible_all(&sysgenid_outdated_wq);
+}
+
+static int sysgenid_open(struct inode *inode, struct file *file)
+{
+	struct sysgenid_file *f;
+
+	f = kzalloc(sizeof(*f), GFP_KERNEL);
+	if (!f)
+		return -ENOMEM;
+	f->acked_gen = READ_ONCE(sysgenid_gen);
+	file->private_data = f;
+	return 0;
+}
+
+static int sysgenid_release(struct inode *inode, struct file *file)
+{
+	struct sysgenid_file *f = file->private_data;
+
+	/* A closed fd must not hold up SYSGENID_WAIT_WATCHERS. */
+	sysgenid_set_tracking(f, false);
+	kfree(f);
+	return 0;
+}
+
+static ssize_t sysgenid_read(struct file *file, char __user *buf, size_t len,
+			     loff_t *ppos)
+{
+	struct sysgenid_file *f = file->private_data;
+	u32 gen;
+	int ret;
+
+	/* No partial counters. */
+	if (len < sizeof(gen))
+		return -EINVAL;
+
+	if (!sysgenid_fd_outdated(f)) {
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible(sysgenid_read_wq,
+					       sysgenid_fd_outdated(f));
+		if (ret)
+			return ret;
+	}
+
+	gen = READ_ONCE(sysgenid_gen);
+	if (copy_to_user(buf, &gen, sizeof(gen)))
+		return -EFAULT;
+	return sizeof(gen);
+}
+
+static ssize_t sysgenid_write(struct file *file, const char __user *buf,
+			      size_t len, loff_t *ppos)
+{
+	struct sysgenid_file *f = file->private_data;
+	bool wake = false;
+	u32 gen;
+
+	if (len != sizeof(gen))
+		return -ENOBUFS;
+	if (copy_from_user(&gen, buf, sizeof(gen)))
+		return -EFAULT;
+
+	spin_lock(&sysgenid_lock);
+	/* Acknowledging anything but the current counter is a mistake. */
+	if (gen != sysgenid_gen) {
+		spin_unlock(&sysgenid_lock);
+		return -EINVAL;
+	}
+	if (f->acked_gen != gen) {
+		WRITE_ONCE(f->acked_gen, gen);
+		if (f->tracked)
+			wake = sysgenid_put_outdated();
+	}
+	spin_unlock(&sysgenid_lock);
+
+	if (wake)
+		wake_up_interruptible_all(&sysgenid_outdated_wq);
+	return sizeof(gen);
+}
+
+static __poll_t sysgenid_poll(struct file *file, poll_table *wait)
+{
+	struct sysgenid_file *f = file->private_data;
+
+	poll_wait(file, &sysgenid_read_wq, wait);
+	return sysgenid_fd_outdated(f) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+static long sysgenid_wait_watchers(struct sysgenid_file *f,
+				   unsigned long timeout_ms)
+{
+	ktime_t timeout = KTIME_MAX;
+	long ret;
+
+	/* 0 waits forever; so does anything too long to express in ns. */
+	if (timeout_ms && timeout_ms < KTIME_MAX / NSEC_PER_MSEC)
+		timeout = ms_to_ktime(timeout_ms);
+
+	/*
+	 * Wake also when the caller falls behind: an orchestrator that waits
+	 * for others must first handle a change itself, or it waits on a
+	 * system that it has not yet adjusted.
+	 */
+	ret = wait_event_interruptible_hrtimeout(sysgenid_outdated_wq,
+			!READ_ONCE(sysgenid_outdated) ||
+			sysgenid_fd_outdated(f), timeout);
+	if (sysgenid_fd_outdated(f))
+		return -EINTR;
+	/* 0, -ETIME on timeout (as the original driver), or -ERESTARTSYS. */
+	return ret;
+}
+
+static long sysgenid_ioctl(struct file *file, unsigned int cmd,
+			   unsigned long arg)
+{
+	struct sysgenid_file *f = file->private_data;
+
+	switch (cmd) {
+	case SYSGENID_SET_WATCHER_TRACKING:
+		/*
+		 * A tracked fd holds up SYSGENID_WAIT_WATCHERS until it
+		 * acknowledges, which takes write access: refuse a watcher
+		 * that could never let the waiters go.
+		 */
+		if (arg && !(file->f_mode & FMODE_WRITE))
+			return -EBADF;
+		sysgenid_set_tracking(f, arg != 0);
+		return 0;
+	case SYSGENID_WAIT_WATCHERS:
+		return sysgenid_wait_watchers(f, arg);
+	case SYSGENID_TRIGGER_GEN_UPDATE:
+		/*
+		 * The counter is system-wide, so the capability must be held
+		 * in the initial user namespace, not in a container's.
+		 */
+		if (!checkpoint_restore_ns_capable(&init_user_ns))
+			return -EACCES;
+		if (arg > U32_MAX)
+			return -EINVAL;
+		sysgenid_bump(arg);
+		return 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
+static void sysgenid_vma_seal(struct vm_area_struct *vma)
+{
+	/*
+	 * Without VM_MAYWRITE, neither mprotect() nor a forced ptrace write
+	 * can make the shared page writable; DONTEXPAND stops mremap() from
+	 * growing the mapping past it.
+	 */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vm_flags_clear(vma, VM_MAYWRITE);
+#else
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	vma->vm_flags &= ~VM_MAYWRITE;
+#endif
+}
+
+static int sysgenid_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	if (vma->vm_pgoff != 0 || vma_pages(vma) != 1)
+		return -EINVAL;
+	if (vma->vm_flags & VM_WRITE)
+		return -EPERM;
+
+	sysgenid_vma_seal(vma);
+	/*
+	 * The mapping holds a reference on the file and so on this module:
+	 * the page cannot be freed while it is mapped.
+	 */
+	return vm_insert_page(vma, vma->vm_start, virt_to_page(sysgenid_page));
+}
+
+static const struct file_operations sysgenid_fops = {
+	.owner		= THIS_MODULE,
+	.open		= sysgenid_open,
+	.release	= sysgenid_release,
+	.read		= sysgenid_read,
+	.write		= sysgenid_write,
+	.poll		= sysgenid_poll,
+	.unlocked_ioctl	= sysgenid_ioctl,
+	/* The arguments are plain integers, the same in both ABIs. */
+	.compat_ioctl	= sysgenid_ioctl,
+	.mmap		= sysgenid_mmap,
+	.llseek		= noop_llseek,
+};
+
+/*
+ * Read-only views for tools such as "vmgenid status"; not part of the
+ * original ABI.
+ */
+static ssize_t generation_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(sysgenid_gen));
+}
+static DEVICE_ATTR_RO(generation);
+
+static ssize_t watchers_show(struct device *dev,
+			     struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(sysgenid_watchers));
+}
+static DEVICE_ATTR_RO(watchers);
+
+static ssize_t outdated_watchers_show(struct device *dev,
+				      struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(sysgenid_outdated));
+}
+static DEVICE_ATTR_RO(outdated_watchers);
+
+static struct attribute *sysgenid_attrs[] = {
+	&dev_attr_generation.attr,
+	&dev_attr_watchers.attr,
+	&dev_attr_outdated_watchers.attr,
+	NULL
+};
+ATTRIBUTE_GROUPS(sysgenid);
+
+static struct miscdevice sysgenid_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= SYSGENID_DEVICE_NAME,
+	.fops	= &sysgenid_fops,
+	.groups	= sysgenid_groups,
+	.mode	= 0644,
+};
+
+/* Process context: the chain is a blocking one, run after the reseed. */
+static int sysgenid_vmfork(struct notifier_block *nb, unsigned long action,
+			   void *data)
+{
+	sysgenid_bump(0);
+	pr_info("VM fork: generation %u\n", READ_ONCE(sysgenid_gen));
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block sysgenid_nb = {
+	.notifier_call = sysgenid_vmfork,
+};
+
+/*
+ * Another provider of /dev/sysgenid: the in-kernel driver of Amazon Linux
+ * (found by the symbol it exports, even before /sys is mounted) or any
+ * other misc device of that name. Checking first avoids the sysfs
+ * duplicate-name stack dump that misc_register() would cause.
+ */
+static const char *sysgenid_other_provider(void)
+{
+	struct path path;
+	void *sym;
+
+	sym = __symbol_get("sysgenid_bump_generation");
+	if (sym) {
+		symbol_put_addr(sym);
+		return "the kernel's own sysgenid driver";
+	}
+	if (!kern_path("/sys/class/misc/" SYSGENID_DEVICE_NAME, 0, &path)) {
+		path_put(&path);
+		return "another misc device";
+	}
+	return NULL;
+}
+
+static int __init sysgenid_init(void)
+{
+	const char *other;
+	int ret;
+
+	/* Without it the notifier calls are stubs: the counter never moves. */
+	if (!IS_ENABLED(CONFIG_VMGENID)) {
+		pr_err("kernel built without CONFIG_VMGENID: VM generation changes would never reach /dev/%s; not loading\n",
+		       SYSGENID_DEVICE_NAME);
+		return -ENODEV;
+	}
+
+	other = sysgenid_other_provider();
+	if (other) {
+		pr_err("/dev/%s is already provided by %s; not loading\n",
+		       SYSGENID_DEVICE_NAME, other);
+		return -EEXIST;
+	}
+
+	sysgenid_page = (u32 *)get_zeroed_page(GFP_KERNEL);
+	if (!sysgenid_page)
+		return -ENOMEM;
+
+	ret = register_random_vmfork_notifier(&sysgenid_nb);
+	if (ret) {
+		pr_err("cannot register the vmfork notifier: %d\n", ret);
+		goto err_page;
+	}
+
+	ret = misc_register(&sysgenid_misc);
+	if (ret) {
+		pr_err("cannot register /dev/%s: %d\n",
+		       SYSGENID_DEVICE_NAME, ret);
+		goto err_notifier;
+	}
+	return 0;
+
+err_notifier:
+	unregister_random_vmfork_notifier(&sysgenid_nb);
+err_page:
+	free_page((unsigned long)sysgenid_page);
+	return ret;
+}
+
+static void __exit sysgenid_exit(void)
+{
+	misc_deregister(&sysgenid_misc);
+	/* Waits for a notifier call in flight, which may touch the page. */
+	unregister_random_vmfork_notifier(&sysgenid_nb);
+	free_page((unsigned long)sysgenid_page);
+}
+
+module_init(sysgenid_init);
+module_exit(sysgenid_exit);
+
+MODULE_DESCRIPTION("SysGenID: VM generation counter for user space");
+MODULE_LICENSE("GPL");
+MODULE_VERSION("0.1.0");
