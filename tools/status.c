@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/* vmgenid status: what the library sees, for people and for scripts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vmgenid.h>
+
+#include "tool.h"
+
+/* Where the sysgenid module publishes its watcher counts. */
+#define SYSGENID_SYSFS "/sys/class/misc/sysgenid/"
+
+/* A sysfs counter, or a negative errno when absent or unreadable. */
+static int64_t read_sysfs_count(const char *name)
+{
+	char path[128], buf[32];
+	uint64_t v = 0;
+	ssize_t n;
+	char *p;
+	int fd;
+
+	snprintf(path, sizeof(path), SYSGENID_SYSFS "%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -ENODATA;
+	buf[n] = '\0';
+	for (p = buf; *p >= '0' && *p <= '9'; p++) {
+		if (v > (uint64_t)INT64_MAX / 10 - 1)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == buf || (*p != '\0' && *p != '\n'))
+		return -EINVAL;
+	return (int64_t)v;
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	/* overlong forms, surrogates and values past U+10FFFF */
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+/*
+ * Paths are bytes, JSON is Unicode: a byte that is not UTF-8 becomes
+ * U+FFFD, so that the output always parses.
+ */
+static void json_string(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	if (!str) {
+		fputs("null", out);
+		return;
+	}
+	fputc('"', out);
+	while (*s) {
+		size_t len;
+
+		if (*s == '"' || *s == '\\') {
+			fprintf(out, "\\%c", *s++);
+		} else if (*s < 0x20 || *s == 0x7f) {
+			fprintf(out, "\\u%04x", *s++);
+		} else if ((len = utf8_len(s)) == 0) {
+			fputs("\\ufffd", out);
+			s++;
+		} else {
+			fwrite(s, 1, len, out);
+			s += len;
+		}
+	}
+	fputc('"', out);
+}
+
+static void json_number(FILE *out, int64_t v)
+{
+	if (v < 0)
+		fputs("null", out);
+	else
+		fprintf(out, "%" PRId64, v);
+}
+
+static const char *fork_mode_name(int mode)
+{
+	switch (mode) {
+	case VMGEN_FORK_WIPEONFORK:
+		return "wipeonfork";
+	case VMGEN_FORK_ATFORK:
+		return "atfork";
+	default:
+		return NULL;
+	}
+}
+
+struct status {
+	int source;
+	const char *path;
+	int64_t source_generation;
+	int64_t generation;
+	const char *fork_mode;
+	int64_t watchers;		/* negative: unknown */
+	int64_t outdated_watchers;
+};
+
+static void print_json(FILE *out, const struct status *st)
+{
+	bool first = true;
+	int kind;
+
+	fputs("{\n  \"source\": ", out);
+	json_string(out, vmgen_source_name(st->source));
+	fputs(",\n  \"path\": ", out);
+	json_string(out, st->path);
+	fputs(",\n  \"rejected\": {", out);
+	for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
+		const char *why = vmgen_source_rejected(kind);
+
+		if (!why)
+			continue;
+		fputs(first ? "\n    " : ",\n    ", out);
+		json_string(out, vmgen_source_name(kind));
+		fputs(": ", out);
+		json_string(out, why);
+		first = false;
+	}
+	fputs(first ? "},\n" : "\n  },\n", out);
+	fputs("  \"source_generation\": ", out);
+	json_number(out, st->source_generation);
+	fputs(",\n  \"generation\": ", out);
+	json_number(out, st->generation);
+	fputs(",\n  \"fork_detection\": ", out);
+	json_string(out, st->fork_mode);
+	fputs(",\n  \"watchers\": ", out);
+	json_number(out, st->watchers);
+	fputs(",\n  \"outdated_watchers\": ", out);
+	json_number(out, st->outdated_watchers);
+	fputs("\n}\n", out);
+}
+
+static void print_count(FILE *out, const char *label, int64_t v)
+{
+	if (v < 0)
+		fprintf(out, "%-19s unknown\n", label);
+	else
+		fprintf(out, "%-19s %" PRId64 "\n", label, v);
+}
+
+static void print_text(FILE *out, const struct status *st)
+{
+	bool first = true;
+	int kind;
+
+	fprintf(out, "%-19s %s\n", "source:", vmgen_source_name(st->source));
+	fprintf(out, "%-19s %s\n", "path:", st->path ? st->path : "-");
+	for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
+		const char *why = vmgen_source_rejected(kind);
+
+		if (!why)
+			continue;
+		fprintf(out, "%-19s %s: %s\n", first ? "rejected:" : "",
+			vmgen_source_name(kind), why);
+		first = false;
+	}
+	print_count(out, "source generation:", st->source_generation);
+	print_count(out, "generation:", st->generation);
+	fprintf(out, "%-19s %s\n", "fork detection:",
+		st->fork_mode ? st->fork_mode : "unknown");
+	if (st->source == VMGEN_SOURCE_SYSGENID) {
+		print_count(out, "watchers:", st->watchers);
+		print_count(out, "outdated watchers:", st->outdated_watchers);
+	}
+}
+
+int cmd_status(const struct vmgenid_opts *opts)
+{
+	struct status st;
+
+	if (tool_init(opts, 0) < 0)
+		return VMGENID_EXIT_FAILURE;
+	memset(&st, 0, sizeof(st));
+	st.source = vmgen_source();
+	if (st.source < 0)
+		return tool_fail("reading the source", st.source);
+	st.path = vmgen_source_path();
+	st.source_generation = vmgen_source_generation();
+	st.generation = vmgen_generation();
+	if (st.generation < 0)
+		return tool_fail("reading the generation", (int)st.generation);
+	st.fork_mode = fork_mode_name(vmgen_fork_mode());
+	st.watchers = -ENOENT;
+	st.outdated_watchers = -ENOENT;
+	if (st.source == VMGEN_SOURCE_SYSGENID) {
+		st.watchers = read_sysfs_count("watchers");
+		st.outdated_watchers = read_sysfs_count("outdated_watchers");
+	}
+	if (opts->json)
+		print_json(stdout, &st);
+	else
+		print_text(stdout, &st);
+	return VMGENID_EXIT_OK;
+}
