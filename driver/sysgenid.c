@@ -7,7 +7,7 @@
  * nothing. This module turns that notification into the u32 counter of the
  * "sysgenid" ABI (as carried by Amazon Linux kernels) on /dev/sysgenid: a
  * read-only page with the counter at offset 0, blocking read, poll,
- * acknowledgement by write, and the watcher-tracking ioctls.
+ * acknowledgment by write, and the watcher-tracking ioctls.
  *
  * The built-in vmgenid driver keeps the ACPI device; we only listen.
  */
@@ -202,6 +202,11 @@ static __poll_t sysgenid_poll(struct file *file, poll_table *wait)
 	return sysgenid_fd_outdated(f) ? EPOLLIN | EPOLLRDNORM : 0;
 }
 
+static bool sysgenid_wait_done(const struct sysgenid_file *f)
+{
+	return !READ_ONCE(sysgenid_outdated) || sysgenid_fd_outdated(f);
+}
+
 static long sysgenid_wait_watchers(struct sysgenid_file *f,
 				   unsigned long timeout_ms)
 {
@@ -218,8 +223,7 @@ static long sysgenid_wait_watchers(struct sysgenid_file *f,
 	 * system that it has not yet adjusted.
 	 */
 	ret = wait_event_interruptible_hrtimeout(sysgenid_outdated_wq,
-			!READ_ONCE(sysgenid_outdated) ||
-			sysgenid_fd_outdated(f), timeout);
+						 sysgenid_wait_done(f), timeout);
 	if (sysgenid_fd_outdated(f))
 		return -EINTR;
 	/* 0, -ETIME on timeout (as the original driver), or -ERESTARTSYS. */
@@ -267,7 +271,7 @@ static void sysgenid_vma_seal(struct vm_area_struct *vma)
 	 * can make the shared page writable; DONTEXPAND stops mremap() from
 	 * growing the mapping past it.
 	 */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#if KERNEL_VERSION(6, 3, 0) <= LINUX_VERSION_CODE
 	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
 	vm_flags_clear(vma, VM_MAYWRITE);
 #else

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A tiny TAP-like reporter for the programs that run inside the test guest,
+ * where no test framework is installed. One line per test:
+ *
+ *	ok N - name
+ *	ok N - name # SKIP reason
+ *	not ok N - name: reason
+ *
+ * and last "P passed, F failed" (skips count as neither), so that the
+ * harness can parse the serial console.
+ *
+ * A test is a function returning NULL on success, or a reason. FAIL() and
+ * CHECK() build the reason; SKIP() marks the test skipped.
+ */
+#ifndef GUEST_TAP_H
+#define GUEST_TAP_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static char tap_why[512];
+static bool tap_skipped;
+static int tap_n, tap_pass, tap_fail, tap_skip;
+
+#define FAIL(...)							\
+	do {								\
+		snprintf(tap_why, sizeof(tap_why), __VA_ARGS__);	\
+		return tap_why;						\
+	} while (0)
+
+#define CHECK(cond, ...)						\
+	do {								\
+		if (!(cond))						\
+			FAIL(__VA_ARGS__);				\
+	} while (0)
+
+/* A syscall that must succeed: the reason names it and errno. */
+#define CHECK_SYS(expr)							\
+	do {								\
+		if ((expr) < 0)						\
+			FAIL("%s: %s", #expr, strerror(errno));		\
+	} while (0)
+
+/* A syscall that must fail with errno err. */
+#define CHECK_ERR(expr, err)						\
+	do {								\
+		long r_ = (long)(expr);					\
+		int e_ = errno;						\
+		if (r_ != -1 || e_ != (err))				\
+			FAIL("%s = %ld (%s), want -1 (%s)", #expr, r_,	\
+			     r_ == -1 ? strerror(e_) : "no error",	\
+			     strerror(err));				\
+	} while (0)
+
+#define SKIP(...)							\
+	do {								\
+		tap_skipped = true;					\
+		snprintf(tap_why, sizeof(tap_why), __VA_ARGS__);	\
+		return tap_why;						\
+	} while (0)
+
+typedef const char *(*tap_fn)(void);
+
+static inline void tap_run(const char *name, tap_fn fn)
+{
+	const char *why;
+
+	tap_skipped = false;
+	why = fn();
+	tap_n++;
+	if (!why) {
+		tap_pass++;
+		printf("ok %d - %s\n", tap_n, name);
+	} else if (tap_skipped) {
+		tap_skip++;
+		printf("ok %d - %s # SKIP %s\n", tap_n, name, why);
+	} else {
+		tap_fail++;
+		printf("not ok %d - %s: %s\n", tap_n, name, why);
+	}
+	fflush(stdout);
+}
+
+/* Prints the summary; the exit status for main(). */
+static inline int tap_done(void)
+{
+	if (tap_skip)
+		printf("# %d skipped\n", tap_skip);
+	printf("%d passed, %d failed\n", tap_pass, tap_fail);
+	fflush(stdout);
+	return tap_fail ? 1 : 0;
+}
+
+#endif /* GUEST_TAP_H */

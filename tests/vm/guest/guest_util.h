@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the in-guest sysgenid tests: device access, children
+ * with a deadline, and the kernel log. Header-only so that each guest
+ * program stays one static binary built from one .c file.
+ */
+#ifndef GUEST_UTIL_H
+#define GUEST_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/sysgenid.h>
+
+static const char *dev_path = "/dev/" SYSGENID_DEVICE_NAME;
+static const char *sysfs_dir = "/sys/class/misc/" SYSGENID_DEVICE_NAME;
+
+static inline int dev_open(int flags)
+{
+	return open(dev_path, flags | O_CLOEXEC);
+}
+
+/* A sysfs attribute of the device as a number, or -1. */
+static inline long sysfs_attr(const char *name)
+{
+	char path[256], buf[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", sysfs_dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* The counter, as sysfs shows it; the tests cross-check it with mmap. */
+static inline long gen_now(void)
+{
+	return sysfs_attr("generation");
+}
+
+static inline int trigger(int fd, unsigned long min_gen)
+{
+	return ioctl(fd, SYSGENID_TRIGGER_GEN_UPDATE, min_gen);
+}
+
+/* Acknowledges whatever read() returns; 0 or -1 with errno. */
+static inline int ack(int fd)
+{
+	uint32_t g;
+
+	if (read(fd, &g, sizeof(g)) != sizeof(g))
+		return -1;
+	if (write(fd, &g, sizeof(g)) != sizeof(g))
+		return -1;
+	return 0;
+}
+
+/* poll() revents with a zero timeout, or -1. */
+static inline int poll_now(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r = poll(&p, 1, 0);
+
+	return r < 0 ? -1 : p.revents;
+}
+
+static inline void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/*
+ * Waits up to limit_ms for child pid; its exit status, or -1 if it is
+ * still running then (it is killed) or -2 if it died by a signal. The
+ * limit only turns a hang into a failure; no test depends on its value.
+ */
+static inline int wait_child(pid_t pid, long limit_ms)
+{
+	int status;
+	long waited = 0;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (waited >= limit_ms) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		sleep_ms(10);
+		waited += 10;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+/* True if pid has not exited yet (and is not reaped). */
+static inline bool child_running(pid_t pid)
+{
+	int status;
+
+	return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+/* Writes a line into the kernel log, to find our place in it later. */
+static inline void kmsg_mark(const char *text)
+{
+	int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		dprintf(fd, "%s\n", text);
+		close(fd);
+	}
+}
+
+/*
+ * The kernel log after the last occurrence of marker (all of it when
+ * marker is NULL), malloc'd; NULL if it cannot be read.
+ */
+static inline char *klog_since(const char *marker)
+{
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *buf, *from = NULL, *p;
+	int n;
+
+	if (size <= 0)
+		size = 1 << 20;
+	buf = malloc((size_t)size + 1);
+	if (!buf)
+		return NULL;
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	if (!marker)
+		return buf;
+	for (p = buf; (p = strstr(p, marker)); p++)
+		from = p;
+	if (from)
+		memmove(buf, from, strlen(from) + 1);
+	return buf;
+}
+
+/* The first line of log that contains any of the words, or NULL. */
+static inline const char *klog_find_any(const char *log,
+					const char *const *words)
+{
+	for (; *words; words++) {
+		const char *p = strstr(log, *words);
+
+		if (p)
+			return p;
+	}
+	return NULL;
+}
+
+#endif /* GUEST_UTIL_H */

@@ -1,0 +1,863 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SysGenID device ABI, clause by clause, against the real module in a
+ * guest: mmap, read, write, poll/epoll, the ioctls, and robustness (leaks,
+ * many waiters, module unload while in use, load/unload cycles).
+ *
+ * Usage (as root in the guest):
+ *	sysgenid_abi_test [--ko PATH/sysgenid.ko] [--dev /dev/sysgenid]
+ *
+ * Without --ko the tests that unload and reload the module are skipped.
+ * The module must be loaded on entry; it is loaded again on exit.
+ * Output: TAP-like lines and a "P passed, F failed" summary (guest_tap.h);
+ * exit 0 when nothing failed, 1 otherwise, 77 when there is no device.
+ *
+ * Build: cc -static -O2 -I driver/uapi -o sysgenid_abi_test \
+ *	tests/vm/guest/sysgenid_abi_test.c
+ */
+#include <linux/capability.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "guest_tap.h"
+#include "guest_util.h"
+
+#define PAGE	((size_t)sysconf(_SC_PAGESIZE))
+/* A hang becomes a failure after this long; no test relies on the value. */
+#define LIMIT_MS	20000
+
+static const char *ko_path;
+
+static void on_alarm(int sig)
+{
+	(void)sig;	/* only there to interrupt a blocked call */
+}
+
+/* Arms SIGALRM without SA_RESTART, so a stuck call fails with EINTR. */
+static void guard(unsigned int seconds)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(seconds);
+}
+
+/* ---- mmap ---- */
+
+static const char *t_mmap_shows_counter(void)
+{
+	int fd = dev_open(O_RDWR);
+	volatile uint32_t *p;
+	uint32_t before;
+
+	CHECK_SYS(fd);
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	before = p[0];
+	CHECK(before == (uint32_t)gen_now(), "page %u, sysfs %ld", before,
+	      gen_now());
+	CHECK_SYS(trigger(fd, 0));
+	CHECK(p[0] == before + 1, "page %u after trigger from %u", p[0],
+	      before);
+	CHECK(p[0] == (uint32_t)gen_now(), "page %u, sysfs %ld", p[0],
+	      gen_now());
+	/* The rest of the page is zero: readers may rely on nothing else. */
+	for (size_t i = 1; i < PAGE / sizeof(uint32_t); i++)
+		CHECK(p[i] == 0, "word %zu of the page is %u", i, p[i]);
+	munmap((void *)p, PAGE);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_mmap_write_eperm(void)
+{
+	int fd = dev_open(O_RDWR);
+
+	CHECK_SYS(fd);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
+		  EPERM);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_mprotect_write_fails(void)
+{
+	int fd = dev_open(O_RDWR);
+	void *p;
+
+	CHECK_SYS(fd);
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	CHECK_ERR(mprotect(p, PAGE, PROT_READ | PROT_WRITE), EACCES);
+	munmap(p, PAGE);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_mmap_size_offset_einval(void)
+{
+	int fd = dev_open(O_RDWR);
+
+	CHECK_SYS(fd);
+	CHECK_ERR(mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, fd, 0), EINVAL);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, (off_t)PAGE),
+		  EINVAL);
+	close(fd);
+	return NULL;
+}
+
+/* ---- read ---- */
+
+static const char *t_read_short_einval(void)
+{
+	int fd = dev_open(O_RDWR | O_NONBLOCK);
+	char buf[4];
+
+	CHECK_SYS(fd);
+	CHECK_SYS(trigger(fd, 0));	/* data pending: size is the reason */
+	for (size_t n = 0; n < 4; n++)
+		CHECK_ERR(read(fd, buf, n), EINVAL);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_read_nonblock_eagain(void)
+{
+	int fd = dev_open(O_RDWR | O_NONBLOCK);
+	uint32_t g;
+
+	CHECK_SYS(fd);
+	CHECK_ERR(read(fd, &g, sizeof(g)), EAGAIN);
+	close(fd);
+	return NULL;
+}
+
+/*
+ * A child blocks in read() on an up-to-date fd; a trigger from this
+ * process wakes it with the new counter.
+ */
+static const char *t_read_blocks_until_trigger(void)
+{
+	int fd = dev_open(O_RDWR), pfd[2];
+	uint32_t got = 0, want;
+	pid_t pid;
+	int st;
+
+	CHECK_SYS(fd);
+	CHECK_SYS(pipe(pfd));
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		uint32_t g;
+
+		if (read(fd, &g, sizeof(g)) != sizeof(g))
+			_exit(1);
+		_exit(write(pfd[1], &g, sizeof(g)) == sizeof(g) ? 0 : 1);
+	}
+	sleep_ms(300);
+	CHECK(child_running(pid), "read() returned on an up-to-date fd");
+	want = (uint32_t)gen_now() + 1;
+	CHECK_SYS(trigger(fd, 0));
+	st = wait_child(pid, LIMIT_MS);
+	CHECK(st == 0, "reader exit status %d", st);
+	CHECK(read(pfd[0], &got, sizeof(got)) == sizeof(got), "no value");
+	CHECK(got == want, "reader got %u, want %u", got, want);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_read_repeats_until_ack(void)
+{
+	int fd = dev_open(O_RDWR | O_NONBLOCK);
+	uint32_t g1 = 0, g2 = 0;
+
+	CHECK_SYS(fd);
+	CHECK_SYS(trigger(fd, 0));
+	CHECK(read(fd, &g1, sizeof(g1)) == sizeof(g1), "read 1: %s",
+	      strerror(errno));
+	CHECK(read(fd, &g2, sizeof(g2)) == sizeof(g2), "read 2: %s",
+	      strerror(errno));
+	CHECK(g1 == g2 && g1 == (uint32_t)gen_now(), "reads %u %u, gen %ld",
+	      g1, g2, gen_now());
+	CHECK(write(fd, &g1, sizeof(g1)) == sizeof(g1), "ack: %s",
+	      strerror(errno));
+	CHECK_ERR(read(fd, &g2, sizeof(g2)), EAGAIN);
+	close(fd);
+	return NULL;
+}
+
+/* ---- write ---- */
+
+static const char *t_write_size_enobufs(void)
+{
+	int fd = dev_open(O_RDWR);
+	uint32_t g[2] = { 0, 0 };
+
+	CHECK_SYS(fd);
+	CHECK_SYS(trigger(fd, 0));
+	g[0] = (uint32_t)gen_now();
+	CHECK_ERR(write(fd, g, 0), ENOBUFS);
+	CHECK_ERR(write(fd, g, 3), ENOBUFS);
+	CHECK_ERR(write(fd, g, 5), ENOBUFS);
+	CHECK_ERR(write(fd, g, 8), ENOBUFS);
+	CHECK(poll_now(fd) & POLLIN, "a bad write acknowledged");
+	close(fd);
+	return NULL;
+}
+
+static const char *t_write_stale_einval(void)
+{
+	int fd = dev_open(O_RDWR);
+	uint32_t old;
+
+	CHECK_SYS(fd);
+	old = (uint32_t)gen_now();
+	CHECK_SYS(trigger(fd, 0));
+	CHECK_ERR(write(fd, &old, sizeof(old)), EINVAL);
+	old += 2;	/* the future is no better */
+	CHECK_ERR(write(fd, &old, sizeof(old)), EINVAL);
+	CHECK(poll_now(fd) & POLLIN, "a stale write acknowledged");
+	close(fd);
+	return NULL;
+}
+
+static const char *t_write_ack_clears_poll(void)
+{
+	int fd = dev_open(O_RDWR);
+	uint32_t g;
+
+	CHECK_SYS(fd);
+	CHECK_SYS(trigger(fd, 0));
+	g = (uint32_t)gen_now();
+	CHECK(poll_now(fd) == (POLLIN | POLLRDNORM) || poll_now(fd) == POLLIN,
+	      "revents %#x before ack", poll_now(fd));
+	CHECK(write(fd, &g, sizeof(g)) == sizeof(g), "ack: %s",
+	      strerror(errno));
+	CHECK(poll_now(fd) == 0, "revents %#x after ack", poll_now(fd));
+	/* Acknowledging again is harmless. */
+	CHECK(write(fd, &g, sizeof(g)) == sizeof(g), "second ack: %s",
+	      strerror(errno));
+	close(fd);
+	return NULL;
+}
+
+/* ---- poll and epoll ---- */
+
+static const char *t_poll_exactly_while_unacked(void)
+{
+	int fd = dev_open(O_RDWR);
+	struct pollfd p = { .events = POLLIN | POLLRDNORM };
+
+	CHECK_SYS(fd);
+	p.fd = fd;
+	CHECK(poll(&p, 1, 0) == 0, "fresh fd ready: %#x", p.revents);
+	CHECK_SYS(trigger(fd, 0));
+	CHECK(poll(&p, 1, 0) == 1, "not ready after trigger");
+	CHECK(p.revents == (POLLIN | POLLRDNORM), "revents %#x", p.revents);
+	CHECK_SYS(ack(fd));
+	CHECK(poll(&p, 1, 0) == 0, "ready after ack: %#x", p.revents);
+	close(fd);
+	return NULL;
+}
+
+/* A child blocked in poll() without timeout is woken by a trigger. */
+static const char *t_poll_wakes_other_process(void)
+{
+	int fd = dev_open(O_RDWR);
+	pid_t pid;
+	int st;
+
+	CHECK_SYS(fd);
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, -1) != 1)
+			_exit(1);
+		_exit(p.revents & POLLIN ? 0 : 2);
+	}
+	sleep_ms(300);
+	CHECK(child_running(pid), "poll() returned on an up-to-date fd");
+	CHECK_SYS(trigger(fd, 0));
+	st = wait_child(pid, LIMIT_MS);
+	CHECK(st == 0, "poller exit status %d", st);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_epoll(void)
+{
+	int fd = dev_open(O_RDWR), ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN }, out[2];
+	pid_t pid;
+	int n, st;
+
+	CHECK_SYS(fd);
+	CHECK_SYS(ep);
+	ev.data.fd = fd;
+	CHECK_SYS(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+	CHECK((n = epoll_wait(ep, out, 2, 0)) == 0, "%d events when acked", n);
+
+	/* Woken while blocked, by another process's trigger. */
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		int tfd = dev_open(O_RDWR);
+
+		sleep_ms(200);
+		_exit(tfd >= 0 && trigger(tfd, 0) == 0 ? 0 : 1);
+	}
+	guard(20);
+	n = epoll_wait(ep, out, 2, -1);
+	alarm(0);
+	st = wait_child(pid, LIMIT_MS);
+	CHECK(st == 0, "trigger child status %d", st);
+	CHECK(n == 1 && (out[0].events & EPOLLIN) && out[0].data.fd == fd,
+	      "epoll_wait %d (%s), events %#x", n, strerror(errno),
+	      n > 0 ? out[0].events : 0);
+	/* Level-triggered: still ready until acknowledged. */
+	CHECK((n = epoll_wait(ep, out, 2, 0)) == 1, "%d events unacked", n);
+	CHECK_SYS(ack(fd));
+	CHECK((n = epoll_wait(ep, out, 2, 0)) == 0, "%d events after ack", n);
+	close(ep);
+	close(fd);
+	return NULL;
+}
+
+/* ---- ioctls ---- */
+
+/* Runs a trigger in a child holding only the capabilities in caps. */
+static int trigger_with_caps(uint64_t caps, int *err)
+{
+	int pfd[2], res[2] = { -1, 0 };
+	pid_t pid;
+
+	if (pipe(pfd))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct __user_cap_header_struct h = {
+			.version = _LINUX_CAPABILITY_VERSION_3,
+		};
+		struct __user_cap_data_struct d[2] = { { 0 } };
+		int fd = dev_open(O_RDWR), r[2];
+
+		d[0].effective = d[0].permitted = (uint32_t)caps;
+		d[1].effective = d[1].permitted = (uint32_t)(caps >> 32);
+		if (fd < 0 || syscall(SYS_capset, &h, d))
+			_exit(1);
+		r[0] = trigger(fd, 0);
+		r[1] = errno;
+		_exit(write(pfd[1], r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	if (wait_child(pid, LIMIT_MS) != 0 ||
+	    read(pfd[0], res, sizeof(res)) != sizeof(res))
+		res[0] = -2;
+	close(pfd[0]);
+	close(pfd[1]);
+	*err = res[1];
+	return res[0];
+}
+
+static const char *t_trigger_needs_caps(void)
+{
+	long g = gen_now();
+	int r, err;
+
+	r = trigger_with_caps(0, &err);
+	CHECK(r == -1 && err == EACCES, "no caps: %d (%s), want EACCES", r,
+	      strerror(err));
+	CHECK(gen_now() == g, "counter moved without caps: %ld -> %ld", g,
+	      gen_now());
+	r = trigger_with_caps(1ULL << CAP_CHECKPOINT_RESTORE, &err);
+	CHECK(r == 0, "CAP_CHECKPOINT_RESTORE alone: %d (%s)", r,
+	      strerror(err));
+	r = trigger_with_caps(1ULL << CAP_SYS_ADMIN, &err);
+	CHECK(r == 0, "CAP_SYS_ADMIN alone: %d (%s)", r, strerror(err));
+	CHECK(gen_now() == g + 2, "counter %ld, want %ld", gen_now(), g + 2);
+	return NULL;
+}
+
+static const char *t_trigger_min_gen(void)
+{
+	int fd = dev_open(O_RDWR);
+	long g;
+
+	CHECK_SYS(fd);
+	g = gen_now();
+	CHECK_SYS(trigger(fd, (unsigned long)g + 10));
+	CHECK(gen_now() == g + 10, "min_gen g+10: %ld from %ld", gen_now(), g);
+	CHECK_SYS(trigger(fd, 0));
+	CHECK(gen_now() == g + 11, "min_gen 0: %ld, want %ld", gen_now(),
+	      g + 11);
+	CHECK_SYS(trigger(fd, (unsigned long)g));
+	CHECK(gen_now() == g + 12, "min_gen in the past: %ld, want %ld",
+	      gen_now(), g + 12);
+	CHECK_SYS(trigger(fd, (unsigned long)g + 13));
+	CHECK(gen_now() == g + 13, "min_gen = counter + 1: %ld, want %ld",
+	      gen_now(), g + 13);
+	/* Not a u32: refused rather than truncated (an extension). */
+	if (sizeof(long) > 4)
+		CHECK_ERR(trigger(fd, 1UL << 32 | 5), EINVAL);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_unknown_ioctl_enotty(void)
+{
+	int fd = dev_open(O_RDWR);
+
+	CHECK_SYS(fd);
+	CHECK_ERR(ioctl(fd, _IO(SYSGENID_IOCTL, 0), 0), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IO(SYSGENID_IOCTL, 4), 0), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOR(SYSGENID_IOCTL, 1, int), 0), ENOTTY);
+	CHECK_ERR(ioctl(fd, FIONREAD, 0), ENOTTY);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_tracking_needs_write(void)
+{
+	int fd = dev_open(O_RDONLY);
+	long w = sysfs_attr("watchers");
+
+	CHECK_SYS(fd);
+	CHECK_ERR(ioctl(fd, SYSGENID_SET_WATCHER_TRACKING, 1), EBADF);
+	CHECK_SYS(ioctl(fd, SYSGENID_SET_WATCHER_TRACKING, 0));
+	CHECK(sysfs_attr("watchers") == w, "watchers %ld -> %ld", w,
+	      sysfs_attr("watchers"));
+	close(fd);
+	return NULL;
+}
+
+/*
+ * An orchestrator fd (untracked) and two tracked watchers: the wait times
+ * out while a watcher is behind and returns once both acknowledged.
+ */
+static const char *t_wait_watchers(void)
+{
+	int o = dev_open(O_RDWR), w1 = dev_open(O_RDWR), w2 = dev_open(O_RDWR);
+	long base_w = sysfs_attr("watchers");
+	pid_t pid;
+	long r;
+	int st;
+
+	CHECK_SYS(o);
+	CHECK_SYS(w1);
+	CHECK_SYS(w2);
+	CHECK(base_w >= 0, "no watchers attribute");
+	CHECK_SYS(ioctl(w1, SYSGENID_SET_WATCHER_TRACKING, 1));
+	CHECK_SYS(ioctl(w2, SYSGENID_SET_WATCHER_TRACKING, 1));
+	CHECK_SYS(ioctl(w2, SYSGENID_SET_WATCHER_TRACKING, 1));	/* no-op */
+	CHECK(sysfs_attr("watchers") == base_w + 2, "watchers %ld, want %ld",
+	      sysfs_attr("watchers"), base_w + 2);
+
+	/* Nobody behind: returns at once. */
+	CHECK_SYS(ioctl(o, SYSGENID_WAIT_WATCHERS, 1000));
+
+	CHECK_SYS(trigger(o, 0));
+	CHECK_SYS(ack(o));
+	CHECK(sysfs_attr("outdated_watchers") == 2, "outdated %ld, want 2",
+	      sysfs_attr("outdated_watchers"));
+	CHECK_ERR(ioctl(o, SYSGENID_WAIT_WATCHERS, 100), ETIME);
+	CHECK_SYS(ack(w1));
+	CHECK(sysfs_attr("outdated_watchers") == 1, "outdated %ld, want 1",
+	      sysfs_attr("outdated_watchers"));
+	CHECK_ERR(ioctl(o, SYSGENID_WAIT_WATCHERS, 50), ETIME);
+
+	/* The last watcher acknowledges from another process. */
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		sleep_ms(200);
+		_exit(ack(w2) ? 1 : 0);
+	}
+	guard(20);
+	r = ioctl(o, SYSGENID_WAIT_WATCHERS, 0);
+	alarm(0);
+	st = wait_child(pid, LIMIT_MS);
+	CHECK(r == 0, "wait forever: %ld (%s)", r, strerror(errno));
+	CHECK(st == 0, "acknowledging child status %d", st);
+	CHECK(sysfs_attr("outdated_watchers") == 0, "outdated %ld after acks",
+	      sysfs_attr("outdated_watchers"));
+
+	/* Closing or untracking an outdated watcher releases the wait. */
+	CHECK_SYS(trigger(o, 0));
+	CHECK_SYS(ack(o));
+	close(w1);
+	CHECK_SYS(ioctl(w2, SYSGENID_SET_WATCHER_TRACKING, 0));
+	CHECK_SYS(ioctl(o, SYSGENID_WAIT_WATCHERS, 1000));
+	CHECK(sysfs_attr("watchers") == base_w, "watchers %ld, want %ld",
+	      sysfs_attr("watchers"), base_w);
+	/* Tracking an outdated fd counts it at once. */
+	CHECK_SYS(trigger(o, 0));
+	CHECK_SYS(ack(o));
+	CHECK_SYS(ioctl(w2, SYSGENID_SET_WATCHER_TRACKING, 1));
+	CHECK(sysfs_attr("outdated_watchers") == 1, "outdated %ld, want 1",
+	      sysfs_attr("outdated_watchers"));
+	close(w2);
+	CHECK(sysfs_attr("outdated_watchers") == 0, "outdated %ld, want 0",
+	      sysfs_attr("outdated_watchers"));
+	close(o);
+	return NULL;
+}
+
+static const char *t_wait_watchers_eintr(void)
+{
+	int o = dev_open(O_RDWR), w = dev_open(O_RDWR);
+	pid_t pid;
+	long r;
+	int st;
+
+	CHECK_SYS(o);
+	CHECK_SYS(w);
+	CHECK_SYS(ioctl(w, SYSGENID_SET_WATCHER_TRACKING, 1));
+	/* The caller itself is behind: EINTR at once, even untracked. */
+	CHECK_SYS(trigger(o, 0));
+	CHECK_ERR(ioctl(o, SYSGENID_WAIT_WATCHERS, 10000), EINTR);
+	CHECK_ERR(ioctl(o, SYSGENID_WAIT_WATCHERS, 0), EINTR);
+
+	/* A change while waiting makes the caller behind: EINTR. */
+	CHECK_SYS(ack(o));
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		int tfd = dev_open(O_RDWR);
+
+		sleep_ms(200);
+		_exit(tfd >= 0 && trigger(tfd, 0) == 0 ? 0 : 1);
+	}
+	guard(20);
+	r = ioctl(o, SYSGENID_WAIT_WATCHERS, 0);
+	st = errno;
+	alarm(0);
+	CHECK(wait_child(pid, LIMIT_MS) == 0, "trigger child failed");
+	CHECK(r == -1 && st == EINTR, "wait: %ld (%s), want EINTR", r,
+	      strerror(st));
+	close(w);
+	close(o);
+	return NULL;
+}
+
+/* ---- robustness ---- */
+
+static long meminfo_kb(const char *key)
+{
+	char line[256];
+	long v = -1;
+	size_t n = strlen(key);
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static int open_map_close(int track)
+{
+	int fd = dev_open(O_RDWR);
+	void *p;
+
+	if (fd < 0)
+		return -1;
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	if (track && ioctl(fd, SYSGENID_SET_WATCHER_TRACKING, 1)) {
+		munmap(p, PAGE);
+		close(fd);
+		return -1;
+	}
+	munmap(p, PAGE);
+	return close(fd);
+}
+
+/*
+ * 10,000 cycles; a leak of the smallest thing the module allocates per
+ * open (a kmalloc-8 object) would add ~80 KB of slab, a leaked page
+ * 40 MB. Measured after a warm-up so that caches are already grown.
+ */
+static const char *t_open_mmap_close_no_leak(void)
+{
+	long slab0, slab1, free0, free1, w0 = sysfs_attr("watchers");
+
+	for (int i = 0; i < 500; i++)
+		CHECK(open_map_close(i & 1) == 0, "warm-up %d: %s", i,
+		      strerror(errno));
+	sync();
+	slab0 = meminfo_kb("Slab");
+	free0 = meminfo_kb("MemFree");
+	for (int i = 0; i < 10000; i++)
+		CHECK(open_map_close(i & 1) == 0, "cycle %d: %s", i,
+		      strerror(errno));
+	slab1 = meminfo_kb("Slab");
+	free1 = meminfo_kb("MemFree");
+	printf("# 10000 cycles: Slab %+ld kB, MemFree %+ld kB\n",
+	       slab1 - slab0, free1 - free0);
+	CHECK(sysfs_attr("watchers") == w0, "watchers %ld, was %ld",
+	      sysfs_attr("watchers"), w0);
+	CHECK(slab1 - slab0 < 48, "Slab grew by %ld kB", slab1 - slab0);
+	CHECK(free0 - free1 < 4096, "MemFree fell by %ld kB", free0 - free1);
+	return NULL;
+}
+
+#define NREADERS 16
+
+static const char *t_sixteen_readers_one_trigger(void)
+{
+	int ready[2], res[2], fd = dev_open(O_RDWR);
+	pid_t pids[NREADERS];
+	uint32_t want, got;
+	char c;
+
+	CHECK_SYS(fd);
+	CHECK_SYS(pipe(ready));
+	CHECK_SYS(pipe(res));
+	for (int i = 0; i < NREADERS; i++) {
+		pids[i] = fork();
+		CHECK_SYS(pids[i]);
+		if (pids[i] == 0) {
+			int rfd = dev_open(O_RDWR);
+			uint32_t g;
+
+			if (rfd < 0 || write(ready[1], "r", 1) != 1)
+				_exit(1);
+			if (read(rfd, &g, sizeof(g)) != sizeof(g))
+				_exit(2);
+			_exit(write(res[1], &g, sizeof(g)) == sizeof(g) ? 0 : 3);
+		}
+	}
+	guard(20);
+	for (int i = 0; i < NREADERS; i++)
+		CHECK(read(ready[0], &c, 1) == 1, "reader %d not ready", i);
+	alarm(0);
+	/* Give them time to block; a late reader returns at once anyway. */
+	sleep_ms(200);
+	want = (uint32_t)gen_now() + 1;
+	CHECK_SYS(trigger(fd, 0));
+	for (int i = 0; i < NREADERS; i++) {
+		int st = wait_child(pids[i], LIMIT_MS);
+
+		CHECK(st == 0, "reader %d status %d", i, st);
+		CHECK(read(res[0], &got, sizeof(got)) == sizeof(got),
+		      "no value from reader %d", i);
+		CHECK(got == want, "a reader got %u, want %u", got, want);
+	}
+	close(ready[0]);
+	close(ready[1]);
+	close(res[0]);
+	close(res[1]);
+	close(fd);
+	return NULL;
+}
+
+static int mod_unload(void)
+{
+	return (int)syscall(SYS_delete_module, SYSGENID_DEVICE_NAME,
+			    O_NONBLOCK);
+}
+
+static int mod_load(void)
+{
+	int fd = open(ko_path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -1;
+	r = (int)syscall(SYS_finit_module, fd, "", 0);
+	close(fd);
+	return r;
+}
+
+static bool busy_errno(int e)
+{
+	return e == EWOULDBLOCK || e == EAGAIN || e == EBUSY;
+}
+
+static const char *t_unload_refused_while_used(void)
+{
+	struct stat st;
+	int fd, r, e;
+	void *p;
+
+	if (!ko_path)
+		SKIP("no --ko given");
+	fd = dev_open(O_RDWR);
+	CHECK_SYS(fd);
+	r = mod_unload();
+	e = errno;
+	CHECK(r == -1 && busy_errno(e), "unload with an open fd: %d (%s)", r,
+	      r ? strerror(e) : "unloaded");
+
+	/* A mapping alone, fd closed, pins the module too. */
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	close(fd);
+	r = mod_unload();
+	e = errno;
+	CHECK(r == -1 && busy_errno(e), "unload with a mapping: %d (%s)", r,
+	      r ? strerror(e) : "unloaded");
+	CHECK(*(volatile uint32_t *)p == (uint32_t)gen_now(), "page stale");
+	munmap(p, PAGE);
+
+	CHECK(mod_unload() == 0, "unload when unused: %s", strerror(errno));
+	CHECK(stat(dev_path, &st) == -1 && errno == ENOENT,
+	      "%s still there after unload", dev_path);
+	CHECK(mod_load() == 0, "reload: %s", strerror(errno));
+	CHECK(gen_now() == 0, "counter %ld after reload, want 0", gen_now());
+	return NULL;
+}
+
+static const char *t_load_unload_100(void)
+{
+	static const char *const bad[] = {
+		"WARNING:", "BUG:", "Call Trace", "general protection",
+		"refcount_t", "list_add corruption", "list_del corruption",
+		"sysfs: cannot create duplicate", NULL,
+	};
+	char marker[64];
+	const char *hit;
+	char *log;
+
+	if (!ko_path)
+		SKIP("no --ko given");
+	snprintf(marker, sizeof(marker), "sysgenid_abi_test: cycles %ld",
+		 (long)getpid());
+	kmsg_mark(marker);
+	for (int i = 0; i < 100; i++) {
+		int fd;
+		void *p;
+
+		CHECK(mod_unload() == 0, "unload %d: %s", i, strerror(errno));
+		CHECK(mod_load() == 0, "load %d: %s", i, strerror(errno));
+		fd = dev_open(O_RDWR);
+		CHECK(fd >= 0, "open after load %d: %s", i, strerror(errno));
+		p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+		CHECK(p != MAP_FAILED, "mmap %d: %s", i, strerror(errno));
+		CHECK(ioctl(fd, SYSGENID_SET_WATCHER_TRACKING, 1) == 0 &&
+		      trigger(fd, 0) == 0 && ack(fd) == 0,
+		      "use after load %d: %s", i, strerror(errno));
+		munmap(p, PAGE);
+		close(fd);
+	}
+	log = klog_since(marker);
+	CHECK(log, "cannot read the kernel log: %s", strerror(errno));
+	hit = klog_find_any(log, bad);
+	if (hit) {
+		snprintf(tap_why, sizeof(tap_why), "kernel log: %.200s", hit);
+		free(log);
+		return tap_why;
+	}
+	free(log);
+	return NULL;
+}
+
+/* No WARN or oops since boot: the taint flags would say so. */
+static const char *t_kernel_not_tainted_by_warn(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/tainted", "re");
+	unsigned long t = 0;
+
+	CHECK(f, "no /proc/sys/kernel/tainted");
+	CHECK(fscanf(f, "%lu", &t) == 1, "unreadable taint");
+	fclose(f);
+	/* 7 = D (oops), 9 = W (warning); O and E are expected here. */
+	CHECK(!(t & (1UL << 7 | 1UL << 9)), "kernel tainted %#lx", t);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		tap_fn fn;
+	} tests[] = {
+		{ "mmap read-only shows the counter", t_mmap_shows_counter },
+		{ "mmap PROT_WRITE is EPERM", t_mmap_write_eperm },
+		{ "mprotect to writable fails", t_mprotect_write_fails },
+		{ "mmap over a page or at an offset is EINVAL",
+		  t_mmap_size_offset_einval },
+		{ "read under 4 bytes is EINVAL", t_read_short_einval },
+		{ "read O_NONBLOCK when acked is EAGAIN",
+		  t_read_nonblock_eagain },
+		{ "read blocks until another process triggers",
+		  t_read_blocks_until_trigger },
+		{ "read returns the counter until acked",
+		  t_read_repeats_until_ack },
+		{ "write of the wrong size is ENOBUFS", t_write_size_enobufs },
+		{ "write of a stale value is EINVAL", t_write_stale_einval },
+		{ "write of the counter acks and clears poll",
+		  t_write_ack_clears_poll },
+		{ "poll is POLLIN exactly while unacked",
+		  t_poll_exactly_while_unacked },
+		{ "poll blocked in another process wakes",
+		  t_poll_wakes_other_process },
+		{ "epoll is EPOLLIN exactly while unacked", t_epoll },
+		{ "trigger needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN",
+		  t_trigger_needs_caps },
+		{ "trigger sets max(min_gen, counter + 1)", t_trigger_min_gen },
+		{ "unknown ioctl is ENOTTY", t_unknown_ioctl_enotty },
+		{ "tracking needs a writable fd", t_tracking_needs_write },
+		{ "wait-watchers times out, then returns when all acked",
+		  t_wait_watchers },
+		{ "wait-watchers is EINTR when the caller is outdated",
+		  t_wait_watchers_eintr },
+		{ "10000 open/mmap/close cycles leak nothing",
+		  t_open_mmap_close_no_leak },
+		{ "16 blocked readers woken by one trigger",
+		  t_sixteen_readers_one_trigger },
+		{ "unload refused while an fd or mapping is open",
+		  t_unload_refused_while_used },
+		{ "100 load/unload cycles, nothing in the kernel log",
+		  t_load_unload_100 },
+		{ "kernel has no WARN or oops taint",
+		  t_kernel_not_tainted_by_warn },
+	};
+	int fd;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--ko") && i + 1 < argc) {
+			ko_path = argv[++i];
+		} else if (!strcmp(argv[i], "--dev") && i + 1 < argc) {
+			dev_path = argv[++i];
+		} else {
+			fprintf(stderr,
+				"usage: %s [--ko sysgenid.ko] [--dev PATH]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fd = dev_open(O_RDWR);
+	if (fd < 0) {
+		printf("# SKIP: cannot open %s: %s\n", dev_path,
+		       strerror(errno));
+		return 77;
+	}
+	close(fd);
+	if (geteuid() != 0) {
+		printf("# SKIP: needs root (trigger, module load)\n");
+		return 77;
+	}
+
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		tap_run(tests[i].name, tests[i].fn);
+
+	/* Leave the module loaded for whatever runs next. */
+	if (ko_path && access(dev_path, F_OK))
+		mod_load();
+	return tap_done();
+}
