@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The combined generation: observe the source and fork, fold what was seen
+ * into one step, dispatch the callbacks for it, publish it for the fast
+ * path. Fail closed: nothing is published until every callback succeeded.
+ */
+#include <errno.h>
+
+#include "vmgenid-internal.h"
+
+VMGEN_PUBLIC const struct vmgen__fastpath *vmgen__fastpath;
+
+/* The seqlock discipline the inline vmgen__fast_generation() expects. */
+void vmgen_publish_locked(uint64_t generation, uint64_t seen)
+{
+	struct vmgen__local *local = &vmgen_g.page->local;
+
+	__atomic_store_n(&local->generation, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&local->source_seen, seen, __ATOMIC_RELAXED);
+	__atomic_store_n(&local->generation, generation, __ATOMIC_RELEASE);
+}
+
+bool vmgen_in_dispatch_locked(void)
+{
+	return vmgen_g.dispatching &&
+	       pthread_equal(vmgen_g.dispatcher, pthread_self());
+}
+
+/* Fold a fork and any source change seen now into at most one step. */
+static int observe_locked(void)
+{
+	uint64_t now;
+	bool step = false;
+	int ret;
+
+	ret = vmgen_source_read_locked(&now);
+	if (ret < 0)
+		return ret;
+	if (vmgen_g.fork_seen) {
+		vmgen_g.fork_seen = false;
+		vmgen_g.reasons |= VMGEN_EVENT_FORK;
+		step = true;
+	}
+	if (now != vmgen_g.src_seen) {
+		vmgen_g.src_seen = now;
+		vmgen_g.reasons |= VMGEN_EVENT_VM;
+		step = true;
+	}
+	if (step)
+		vmgen_g.target++;
+	return 0;
+}
+
+static int dispatch_locked(void)
+{
+	uint64_t target = vmgen_g.target, old = vmgen_g.handled, seq;
+	uint32_t reasons = vmgen_g.reasons;
+	int err;
+
+	vmgen_g.dispatching = true;
+	vmgen_g.dispatcher = pthread_self();
+	/*
+	 * A callback registered by another thread while we run may have been
+	 * missed by the list walk: walk again until no registration raced.
+	 */
+	do {
+		seq = vmgen_g.reg_seq;
+		vmgen_unlock();
+		err = vmgen_callbacks_run(target, reasons, old);
+		vmgen_lock();
+	} while (!err && seq != vmgen_g.reg_seq);
+	vmgen_g.dispatching = false;
+	vmgen_callbacks_free_deferred_locked();
+	vmgen_g.dispatches++;
+	if (!err) {
+		vmgen_g.handled = target;
+		vmgen_g.reasons = 0;
+		vmgen_g.last_error = 0;
+		vmgen_publish_locked(target, vmgen_g.src_seen);
+		vmgen_sysgenid_ack_locked();
+	} else {
+		vmgen_g.last_error = err;
+	}
+	pthread_cond_broadcast(&vmgen_g.dispatch_cond);
+	vmgen_wake_waiters_locked();
+	return err;
+}
+
+/*
+ * Bring the handled generation up to date: returns it, or the error of a
+ * failed callback. Called with the lock held; drops it while callbacks
+ * run. Only one thread dispatches; the others wait for it and look again.
+ * Inside a callback, returns the generation being dispatched at once:
+ * waiting there would wait for ourselves.
+ */
+int64_t vmgen_settle_locked(void)
+{
+	int ret;
+
+	for (;;) {
+		if (vmgen_g.dispatching) {
+			if (vmgen_in_dispatch_locked())
+				return (int64_t)vmgen_g.target;
+			pthread_cond_wait(&vmgen_g.dispatch_cond,
+					  &vmgen_g.lock);
+			continue;
+		}
+		ret = observe_locked();
+		if (ret < 0)
+			return ret;
+		if (vmgen_g.target == vmgen_g.handled)
+			return (int64_t)vmgen_g.handled;
+		ret = dispatch_locked();
+		if (ret < 0)
+			return ret;
+	}
+}
+
+VMGEN_PUBLIC int64_t vmgen_generation(void)
+{
+	int64_t gen;
+	int ret;
+
+	ret = vmgen_enter();
+	if (ret < 0)
+		return ret;
+	gen = vmgen_settle_locked();
+	vmgen_unlock();
+	return gen;
+}
+
+VMGEN_PUBLIC int vmgen__txn_begin_slow(struct vmgen_txn *txn)
+{
+	int64_t gen;
+
+	if (!txn)
+		return -EINVAL;
+	gen = vmgen_generation();
+	if (gen < 0) {
+		txn->generation = 0;
+		return (int)gen;
+	}
+	txn->generation = (uint64_t)gen;
+	return 0;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test-only hook, built into the internal static library and never into
+ * the shipped ones: return the library to its uninitialised state so that
+ * one test binary can exercise several initialisations. Single-threaded
+ * callers only.
+ */
+#include "vmgenid-internal.h"
+#include "vmgenid-testing.h"
+
+void vmgen__test_reset(void)
+{
+	if (__atomic_load_n(&vmgen_g.init_state, __ATOMIC_ACQUIRE) > 0)
+		(void)vmgen_watcher_stop();
+	vmgen_lock();
+	vmgen_teardown_locked();
+	memset(vmgen_g.rejected, 0, sizeof(vmgen_g.rejected));
+	vmgen_g.ack_attempts = 0;
+	vmgen_g.dispatches = 0;
+	vmgen_unlock();
+}

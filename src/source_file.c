@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file source: a regular file whose first 4 bytes are a native u32
+ * counter, mapped read-only. Writers must update it in place (write or
+ * pwrite: inotify reports those; stores through a mapping it does not),
+ * never by rename, which would leave us watching the old inode.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmgenid-internal.h"
+
+int vmgen_file_open(const char *path)
+{
+	int fd, ret;
+
+	fd = vmgen_open_source(VMGEN_SOURCE_FILE, path, true, true);
+	if (fd < 0)
+		return fd;
+	ret = vmgen_map_source(VMGEN_SOURCE_FILE, fd);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	vmgen_g.path = strdup(path);
+	if (!vmgen_g.path) {
+		vmgen_source_close_locked();
+		close(fd);
+		return -ENOMEM;
+	}
+	vmgen_g.kind = VMGEN_SOURCE_FILE;
+	vmgen_g.src_fd = fd;
+	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_U32;
+	vmgen_g.fastpath.counter = vmgen_g.map;
+	vmgen_g.notify = VMGEN_NOTIFY_INOTIFY;
+	return 0;
+}
+
+/* Simulate a change, as the sysgenid trigger ioctl does: max(min, cur+1). */
+int vmgen_file_trigger_locked(uint32_t min_generation)
+{
+	uint32_t cur, next;
+	ssize_t n;
+	int fd, err = 0;
+
+	cur = __atomic_load_n((const uint32_t *)vmgen_g.map, __ATOMIC_ACQUIRE);
+	next = cur + 1;
+	if (min_generation > next)
+		next = min_generation;
+	fd = open(vmgen_g.path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	n = pwrite(fd, &next, sizeof(next), 0);
+	if (n < 0)
+		err = -errno;
+	else if (n != sizeof(next))
+		err = -EIO;
+	close(fd);
+	return err;
+}

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvmgenid internals shared by the files of src/. Nothing here is ABI.
+ *
+ * Locking: one mutex, vmgen_g.lock, protects the whole state below except
+ * what is marked atomic. Callbacks run with it released, inside an urcu-bp
+ * read-side critical section, in the one "dispatcher" thread at a time.
+ * The watcher has its own mutex (watcher_lock) because stopping it means
+ * joining a thread that may need vmgen_g.lock to finish.
+ */
+#ifndef VMGENID_INTERNAL_H
+#define VMGENID_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <urcu/list.h>
+
+#include "vmgenid.h"
+
+#define VMGEN_HIDDEN __attribute__((visibility("hidden")))
+
+/* VMClock ABI (include/uapi/linux/vmclock-abi.h, Linux 6.13+). */
+#define VMCLOCK_MAGIC			0x4b4c4356u	/* "VCLK" */
+#define VMCLOCK_OFF_MAGIC		0
+#define VMCLOCK_OFF_SIZE		4
+#define VMCLOCK_OFF_SEQ			VMGEN__VMCLOCK_SEQ_OFFSET
+#define VMCLOCK_OFF_FLAGS		24
+#define VMCLOCK_OFF_GEN			VMGEN__VMCLOCK_GEN_OFFSET
+#define VMCLOCK_MIN_SIZE		112u
+#define VMCLOCK_FLAG_VM_GEN_COUNTER	(1ull << 8)
+#define VMCLOCK_FLAG_NOTIFICATION	(1ull << 9)
+/* A hypervisor never holds the seqcount odd for long: give up after this. */
+#define VMCLOCK_READ_TRIES		1000
+
+#define VMGEN_DEFAULT_VMCLOCK		"/dev/vmclock0"
+#define VMGEN_DEFAULT_SYSGENID		"/dev/sysgenid"
+
+/* How the watcher, vmgen_fd() and vmgen_wait() learn that the source moved. */
+enum vmgen_notify {
+	VMGEN_NOTIFY_NONE,	/* none source: nothing to watch */
+	VMGEN_NOTIFY_FD,	/* the source fd polls (sysgenid, vmclock) */
+	VMGEN_NOTIFY_INOTIFY,	/* a regular file: inotify on its path */
+	VMGEN_NOTIFY_TIMER,	/* VMClock without notifications: 1 ms tick */
+};
+
+/* The MADV_WIPEONFORK page: zero in a fork child. */
+struct vmgen_local_page {
+	struct vmgen__local local;	/* what the inline fast path reads */
+	uint64_t armed;			/* 1 in the process that set it up */
+};
+
+struct vmgen_cb {
+	struct cds_list_head node;	/* vmgen_g.callbacks, RCU */
+	struct vmgen_cb *next_free;	/* deferred free while dispatching */
+	int id;
+	unsigned int events;
+	vmgen_callback_fn fn;
+	void *arg;
+	uint64_t done;			/* atomic: last generation completed */
+	int removed;			/* atomic */
+};
+
+struct vmgen_state {
+	pthread_mutex_t lock;
+
+	/* 0: not initialised; 1: ready; -errno: lazy init failed for good */
+	int init_state;			/* atomic for the unlocked peek */
+
+	/* source */
+	int kind;			/* enum vmgen_source_kind */
+	char *path;			/* NULL for none */
+	const char *rejected[VMGEN_SOURCE_COUNT];
+	int src_fd;			/* O_RDONLY, -1 for none */
+	bool src_is_chr;		/* a real device, not a stand-in */
+	void *map;
+	size_t map_len;
+	uint64_t vmclock_flags;
+	bool tracking;			/* sysgenid watcher tracking on */
+
+	/* fast path */
+	struct vmgen__fastpath fastpath;
+	struct vmgen_local_page *page;
+	bool page_mapped;		/* page from mmap (else static) */
+	int fork_mode;			/* enum vmgen_fork_mode */
+	pid_t pid;
+
+	/* the combined generation */
+	uint64_t handled;		/* last published */
+	uint64_t target;		/* >= handled; > when a step is pending */
+	uint32_t reasons;		/* of the pending step */
+	uint64_t src_seen;		/* source value the target stands for */
+	int last_error;			/* of the last failed dispatch */
+	bool fork_seen;			/* a fork not yet folded into target */
+
+	/* dispatch */
+	bool dispatching;
+	pthread_t dispatcher;
+	pthread_cond_t dispatch_cond;	/* dispatch ended */
+	uint64_t reg_seq;		/* bumped by every registration */
+	struct vmgen_cb *deferred;	/* unregistered by the dispatcher */
+	struct cds_list_head callbacks;
+	int next_id;
+
+	/* notification */
+	int notify;			/* enum vmgen_notify */
+	int epfd;			/* vmgen_fd() */
+	int ifd;			/* inotify or timerfd, -1 if unused */
+	int kickfd;			/* eventfd: wakes the vmgen_wait() poller */
+
+	/* vmgen_wait() */
+	bool poller;			/* a waiter is in poll() */
+	uint64_t wake_seq;		/* bumped on every publish / poll end */
+	pthread_cond_t wait_cond;
+
+	/* watcher (watcher_lock for start/stop; these under lock) */
+	bool watcher_running;
+	bool watcher_restart;		/* fork child of a watching parent */
+	pthread_t watcher;
+	int stopfd;
+
+	/* counters that tests read */
+	unsigned long ack_attempts;
+	unsigned long dispatches;
+};
+
+extern struct vmgen_state vmgen_g VMGEN_HIDDEN;
+extern pthread_mutex_t vmgen_watcher_lock VMGEN_HIDDEN;
+
+/* init.c */
+VMGEN_HIDDEN int vmgen_enter(void);
+VMGEN_HIDDEN void vmgen_teardown_locked(void);
+VMGEN_HIDDEN void vmgen_lock(void);
+VMGEN_HIDDEN void vmgen_unlock(void);
+
+/* sources */
+VMGEN_HIDDEN int vmgen_vmclock_open(const char *path, bool explicit_path);
+VMGEN_HIDDEN int vmgen_vmclock_read(const void *page, uint64_t *value);
+VMGEN_HIDDEN int vmgen_sysgenid_open(const char *path, bool explicit_path);
+VMGEN_HIDDEN void vmgen_sysgenid_ack_locked(void);
+VMGEN_HIDDEN int vmgen_sysgenid_set_tracking(bool on);
+VMGEN_HIDDEN int vmgen_file_open(const char *path);
+VMGEN_HIDDEN int vmgen_file_trigger_locked(uint32_t min_generation);
+VMGEN_HIDDEN int vmgen_source_read_locked(uint64_t *value);
+VMGEN_HIDDEN void vmgen_source_close_locked(void);
+VMGEN_HIDDEN int vmgen_source_reopen_locked(void);
+VMGEN_HIDDEN int vmgen_open_source(int kind, const char *path,
+				   bool explicit_path, bool want_regular);
+VMGEN_HIDDEN void vmgen_reject(int kind, const char *reason);
+VMGEN_HIDDEN int vmgen_map_source(int kind, int fd);
+
+/* fork.c */
+VMGEN_HIDDEN int vmgen_fork_setup_locked(void);
+VMGEN_HIDDEN void vmgen_fork_release_locked(void);
+VMGEN_HIDDEN bool vmgen_fork_check_locked(void);
+VMGEN_HIDDEN void vmgen_atfork_register(void);
+
+/* generation.c */
+VMGEN_HIDDEN void vmgen_publish_locked(uint64_t generation, uint64_t seen);
+VMGEN_HIDDEN int64_t vmgen_settle_locked(void);
+VMGEN_HIDDEN bool vmgen_in_dispatch_locked(void);
+
+/* callbacks.c */
+VMGEN_HIDDEN int vmgen_callbacks_run(uint64_t generation, uint32_t reasons,
+				     uint64_t old_generation);
+VMGEN_HIDDEN void vmgen_callbacks_free_deferred_locked(void);
+VMGEN_HIDDEN void vmgen_callbacks_free_all_locked(void);
+
+/* watcher.c */
+VMGEN_HIDDEN int vmgen_notify_setup_locked(void);
+VMGEN_HIDDEN void vmgen_notify_close_locked(void);
+VMGEN_HIDDEN int vmgen_notify_reset_locked(void);
+VMGEN_HIDDEN void vmgen_notify_drain(void);
+VMGEN_HIDDEN void vmgen_watcher_restart_if_needed(void);
+VMGEN_HIDDEN void vmgen_watcher_forget_locked(void);
+
+/* wait.c */
+VMGEN_HIDDEN void vmgen_wake_waiters_locked(void);
+
+/* Replace fd number @old by @newfd (keeps the number stable across fork). */
+VMGEN_HIDDEN int vmgen_replace_fd(int old, int newfd);
+
+#endif /* VMGENID_INTERNAL_H */
