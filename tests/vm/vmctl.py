@@ -1,0 +1,1094 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Boot a Debian kernel under QEMU with a vmgenid device, run test programs
+in it, save it to a file and restore clones from that file.
+
+Library and command line in one file, standard library only. See README.md
+next to this file for the guest conventions and the command line.
+"""
+
+import argparse
+import contextlib
+import ctypes
+import fcntl
+import gzip
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+TCG_BOOT_TIMEOUT = 240		# kernel to /init under TCG takes ~6 s idle
+KVM_PROBE_TIMEOUT = 20
+BOOT_MARKER = 'vmctl: booted'
+END_MARKER = 'vmctl: end'
+FORK_LINE = 'crng reseeded due to virtual machine fork'
+
+
+class Skip(Exception):
+	"""The environment cannot run the VM tests: exit 77 with the reason."""
+
+
+class HarnessError(Exception):
+	"""Something failed that should have worked."""
+
+
+_t0 = time.monotonic()
+
+
+def log(msg):
+	print('vmctl: [%7.2f] %s' % (time.monotonic() - _t0, msg), flush=True)
+
+
+@contextlib.contextmanager
+def phase(name):
+	"""Print how long a step took; the figures go into reports."""
+	start = time.monotonic()
+	log('%s ...' % name)
+	try:
+		yield
+	finally:
+		log('%s took %.2f s' % (name, time.monotonic() - start))
+
+
+def run(cmd, timeout=600, **kw):
+	"""Run a command, return its stdout; fail with its stderr."""
+	try:
+		res = subprocess.run(cmd, stdout=subprocess.PIPE,
+				     stderr=subprocess.PIPE, text=True,
+				     timeout=timeout, **kw)
+	except subprocess.TimeoutExpired:
+		raise HarnessError('%s: timed out after %d s' %
+				   (' '.join(cmd), timeout)) from None
+	except FileNotFoundError as e:
+		raise HarnessError('%s: %s' % (cmd[0], e)) from None
+	if res.returncode != 0:
+		raise HarnessError('%s: exit %d\n%s%s' %
+				   (' '.join(cmd), res.returncode,
+				    res.stdout[-2000:], res.stderr[-2000:]))
+	return res.stdout
+
+
+# ---------------------------------------------------------------- fetch ---
+
+class Kernel:
+	"""An unpacked Debian kernel: image, module headers, busybox."""
+
+	def __init__(self, root, abi):
+		self.root = root
+		self.abi = abi
+		self.vmlinuz = os.path.join(root, 'boot', 'vmlinuz-' + abi)
+		self.kdir = os.path.join(root, 'usr', 'src',
+					 'linux-headers-' + abi)
+		self.busybox = os.path.join(root, 'bin', 'busybox')
+
+	def complete(self):
+		return all(os.path.exists(p) for p in
+			   (self.vmlinuz, self.kdir, self.busybox,
+			    os.path.join(self.root, '.complete')))
+
+
+def _apt_update_once(state):
+	if state.get('updated'):
+		return False
+	state['updated'] = True
+	log('apt-get update (package lists look stale or missing)')
+	try:
+		run(['apt-get', 'update'], timeout=300)
+	except HarnessError as e:
+		log('apt-get update failed: %s' % e)
+	return True
+
+
+def _apt_show(pkg):
+	"""The candidate version's control fields of a package."""
+	out = run(['apt-cache', 'show', '--no-all-versions', pkg])
+	fields = {}
+	key = None
+	for line in out.splitlines():
+		if not line.strip():
+			break
+		if line[0] in ' \t' and key:
+			fields[key] += ' ' + line.strip()
+			continue
+		key, _, val = line.partition(':')
+		fields[key] = val.strip()
+	return fields
+
+
+def kernel_abi(apt_state):
+	"""The ABI that linux-image-amd64 points at today, e.g. 6.1.0-56-amd64."""
+	while True:
+		try:
+			out = run(['apt-cache', 'depends', 'linux-image-amd64'])
+			m = re.search(r'^\s*Depends:\s*linux-image-(\S+-amd64)\s*$',
+				      out, re.M)
+			if m:
+				return m.group(1)
+		except HarnessError:
+			pass
+		if not _apt_update_once(apt_state):
+			raise Skip('apt-cache does not know linux-image-amd64')
+
+
+def _header_deps(abi):
+	"""(common package, kbuild package=version) from the headers' Depends."""
+	deps = _apt_show('linux-headers-' + abi).get('Depends', '')
+	common = kbuild = None
+	for dep in deps.split(','):
+		dep = dep.split('|')[0].strip()
+		m = re.match(r'(\S+)\s*(?:\(\s*[<>=]+\s*([^)\s]+)\s*\))?', dep)
+		if not m:
+			continue
+		name, ver = m.group(1), m.group(2)
+		if name.startswith('linux-headers-') and \
+		   name.endswith('-common'):
+			common = name
+		elif name.startswith('linux-kbuild-'):
+			kbuild = name + ('=' + ver if ver else '')
+	expect = 'linux-headers-%s-common' % abi[:-len('-amd64')]
+	if common != expect:
+		raise HarnessError('linux-headers-%s depends on %s, expected %s'
+				   % (abi, common, expect))
+	if not kbuild:
+		raise HarnessError('linux-headers-%s: no linux-kbuild in %r'
+				   % (abi, deps))
+	return common, kbuild
+
+
+def _apt_download(pkgs, dest, apt_state):
+	# Downloading into a root-owned directory makes apt warn that its
+	# sandbox user cannot write there; the download is fine as root.
+	cmd = ['apt-get', 'download', '-o', 'APT::Sandbox::User=root'] + pkgs
+	while True:
+		try:
+			run(cmd, cwd=dest, timeout=300)
+			return
+		except HarnessError as e:
+			if not _apt_update_once(apt_state):
+				raise Skip('apt-get download failed: %s' % e)
+
+
+def _rewrite_headers_makefile(kernel):
+	"""The arch headers include the common Makefile by the absolute path
+	it has when installed; point that one include at our copy, relative
+	to the including Makefile so that the cache can move."""
+	mk = os.path.join(kernel.kdir, 'Makefile')
+	with open(mk) as f:
+		text = f.read()
+	pat = re.compile(r'^include[ \t]+/usr/src/(linux-headers-\S+-common)/'
+			 r'Makefile[ \t]*$', re.M)
+	m = pat.search(text)
+	if not m:
+		raise HarnessError('%s: no include of the common Makefile' % mk)
+	common = os.path.join(kernel.root, 'usr', 'src', m.group(1))
+	if not os.path.isfile(os.path.join(common, 'Makefile')):
+		raise HarnessError('%s: missing' % common)
+	text = pat.sub('include $(dir $(lastword $(MAKEFILE_LIST)))../%s/'
+		       'Makefile' % m.group(1), text)
+	with open(mk, 'w') as f:
+		f.write(text)
+
+
+def fetch(cache):
+	"""Download and unpack the kernel, headers, kbuild and busybox-static
+	into cache/<abi>/root, once; later calls reuse it."""
+	os.makedirs(cache, exist_ok=True)
+	apt_state = {}
+	abi = None
+	try:
+		abi = kernel_abi(apt_state)
+	except Skip:
+		# Offline: any complete cache will do.
+		for d in sorted(os.listdir(cache), reverse=True):
+			k = Kernel(os.path.join(cache, d, 'root'), d)
+			if k.complete():
+				log('apt unusable, reusing cached kernel ' + d)
+				return k
+		raise
+	base = os.path.join(cache, abi)
+	os.makedirs(base, exist_ok=True)
+	kernel = Kernel(os.path.join(base, 'root'), abi)
+	# Tests run in parallel: one of them fetches, the others wait.
+	with open(os.path.join(base, '.lock'), 'w') as lockf:
+		fcntl.flock(lockf, fcntl.LOCK_EX)
+		if kernel.complete():
+			log('kernel %s: cached in %s' % (abi, base))
+			return kernel
+		common, kbuild = _header_deps(abi)
+		pkgs = ['linux-image-%s-unsigned' % abi,
+			'linux-headers-' + abi, common, kbuild,
+			'busybox-static']
+		debs = os.path.join(base, 'debs')
+		shutil.rmtree(debs, ignore_errors=True)
+		os.makedirs(debs)
+		log('apt-get download ' + ' '.join(pkgs))
+		_apt_download(pkgs, debs, apt_state)
+		tmp = kernel.root + '.tmp'
+		shutil.rmtree(tmp, ignore_errors=True)
+		os.makedirs(tmp)
+		for deb in sorted(os.listdir(debs)):
+			path = os.path.join(debs, deb)
+			if deb.startswith('linux-image-'):
+				# Only ./boot: the 390 MB of modules are not
+				# needed, ours is loaded from the initramfs.
+				tar = subprocess.Popen(
+					['dpkg-deb', '--fsys-tarfile', path],
+					stdout=subprocess.PIPE)
+				run(['tar', '-x', '-C', tmp, './boot'],
+				    stdin=tar.stdout)
+				tar.stdout.close()
+				if tar.wait() != 0:
+					raise HarnessError('dpkg-deb failed on '
+							   + deb)
+			else:
+				run(['dpkg-deb', '-x', path, tmp])
+		shutil.rmtree(kernel.root, ignore_errors=True)
+		os.rename(tmp, kernel.root)
+		_rewrite_headers_makefile(kernel)
+		shutil.rmtree(debs, ignore_errors=True)
+		with open(os.path.join(kernel.root, '.complete'), 'w') as f:
+			f.write(' '.join(pkgs) + '\n')
+		if not kernel.complete():
+			raise HarnessError('unpacked kernel incomplete in ' + base)
+		return kernel
+
+
+# --------------------------------------------------------------- module ---
+
+def build_module(kernel, src, out):
+	"""Build an out-of-tree module from a copy of src in out (Kbuild
+	writes its objects next to the sources, and the source tree is not
+	ours to litter); return the list of .ko files."""
+	if not shutil.which('gcc-12'):
+		raise Skip('gcc-12 not found (the Debian 12 kernel headers '
+			   'need it)')
+	shutil.rmtree(out, ignore_errors=True)
+	shutil.copytree(src, out, symlinks=True,
+			ignore=shutil.ignore_patterns(
+				'*.o', '*.ko', '*.mod', '*.mod.c', '*.cmd',
+				'.*.cmd', 'Module.symvers', 'modules.order'))
+	run(['make', '-C', out, 'KDIR=' + kernel.kdir], timeout=300)
+	kos = []
+	for dirpath, _, files in os.walk(out):
+		kos += [os.path.join(dirpath, f) for f in files
+			if f.endswith('.ko')]
+	if not kos:
+		raise HarnessError('make in %s built no .ko' % out)
+	return sorted(kos)
+
+
+# ------------------------------------------------------------ initramfs ---
+
+INIT_SCRIPT = r'''#!/bin/busybox sh
+# Generated by vmctl.py. Settings come from the kernel command line:
+#   VMCTL_MODULES  .ko names in /lib/modules to insmod, comma separated
+#   VMCTL_PROGS    program names in /tests to run, comma separated
+#   VMCTL_PHASES   phases, comma separated; each program runs as
+#                  /tests/PROG KO PHASE; before every phase but the first,
+#                  /init waits until the host sends the phase name on ttyS1
+#   VMCTL_SHELL=1  after the phases, run shell commands read from ttyS1
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run
+/bin/busybox mount -t devtmpfs dev /dev
+# No /dev/console in the archive (making one needs root): take it now.
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t tmpfs tmp /tmp
+# SeaBIOS leaves escape codes without a newline: start a fresh line
+echo
+echo "vmctl: booted $(uname -r)"
+
+# The control channel: the second serial port, raw, on fd 3.
+if [ -e /dev/ttyS1 ]; then
+	stty -F /dev/ttyS1 raw -echo
+	exec 3<>/dev/ttyS1
+fi
+
+oldifs=$IFS
+IFS=,
+for m in $VMCTL_MODULES; do
+	insmod /lib/modules/$m.ko
+	echo "vmctl: insmod $m rc=$?"
+done
+ko=/lib/modules/${VMCTL_MODULES%%,*}.ko
+first=1
+for ph in ${VMCTL_PHASES:-abi}; do
+	if [ -z "$first" ]; then
+		echo "vmctl: await $ph"
+		while IFS= read -r line <&3; do
+			[ "$line" = "$ph" ] && break
+		done
+	fi
+	first=
+	echo "vmctl: phase $ph"
+	for p in $VMCTL_PROGS; do
+		echo "vmctl: run $p $ph"
+		IFS=$oldifs
+		/tests/$p "$ko" "$ph"
+		echo "vmctl: exit $p $ph rc=$?"
+		IFS=,
+	done
+done
+IFS=$oldifs
+
+if [ "$VMCTL_SHELL" = 1 ]; then
+	echo "vmctl: shell"
+	n=0
+	while IFS= read -r line <&3; do
+		n=$((n + 1))
+		[ "$line" = exit ] && break
+		sh -c "$line"
+		echo "vmctl: done $n rc=$?"
+	done
+fi
+echo "vmctl: end"
+poweroff -f
+'''
+
+
+def _ldd_deps(path):
+	"""Shared libraries and loader of a dynamic program, [] if static."""
+	res = subprocess.run(['ldd', path], stdout=subprocess.PIPE,
+			     stderr=subprocess.STDOUT, text=True)
+	if res.returncode != 0:
+		# "not a dynamic executable" (static) is not an error
+		return []
+	deps = []
+	for line in res.stdout.splitlines():
+		m = re.search(r'(?:=>\s*)?(/\S+)\s+\(0x', line)
+		if m:
+			deps.append(m.group(1))
+		elif '=> not found' in line:
+			raise HarnessError('%s: %s' % (path, line.strip()))
+	return deps
+
+
+def _install(src, root, dest, mode=None):
+	dst = os.path.join(root, dest.lstrip('/'))
+	os.makedirs(os.path.dirname(dst), exist_ok=True)
+	shutil.copy(src, dst)	# follows symlinks: we want the file
+	if mode is not None:
+		os.chmod(dst, mode)
+
+
+def build_initramfs(kernel, out, modules=(), progs=(), files=()):
+	"""Pack busybox, /init, modules (to /lib/modules/NAME.ko), programs
+	(to /tests/NAME, with their libraries) and files ((src, dest) pairs)
+	into a gzipped newc archive."""
+	stage = tempfile.mkdtemp(prefix='initramfs.', dir=os.path.dirname(out))
+	try:
+		_install(kernel.busybox, stage, '/bin/busybox', 0o755)
+		applets = run([kernel.busybox, '--list-full']).split()
+		for a in applets:
+			link = os.path.join(stage, a)
+			if os.path.lexists(link):
+				continue
+			os.makedirs(os.path.dirname(link), exist_ok=True)
+			os.symlink('/bin/busybox', link)
+		with open(os.path.join(stage, 'init'), 'w') as f:
+			f.write(INIT_SCRIPT)
+		os.chmod(os.path.join(stage, 'init'), 0o755)
+		for ko in modules:
+			_install(ko, stage, '/lib/modules/' + os.path.basename(ko))
+		for p in progs:
+			_install(p, stage, '/tests/' + os.path.basename(p), 0o755)
+			for lib in _ldd_deps(p):
+				if not os.path.lexists(os.path.join(
+						stage, lib.lstrip('/'))):
+					_install(lib, stage, lib)
+		for src, dest in files:
+			_install(src, stage, dest)
+		names = ['.']
+		for dirpath, dirs, fnames in os.walk(stage):
+			rel = os.path.relpath(dirpath, stage)
+			for n in sorted(dirs) + sorted(fnames):
+				names.append(os.path.normpath(
+					os.path.join(rel, n)))
+		cpio = subprocess.run(
+			[kernel.busybox, 'cpio', '-o', '-H', 'newc'],
+			input=('\n'.join(names) + '\n').encode(), cwd=stage,
+			stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+			timeout=120)
+		if cpio.returncode != 0:
+			raise HarnessError('cpio: ' + cpio.stderr.decode())
+		with gzip.open(out + '.tmp', 'wb', compresslevel=6) as f:
+			f.write(cpio.stdout)
+		os.rename(out + '.tmp', out)
+	finally:
+		shutil.rmtree(stage, ignore_errors=True)
+	return out
+
+
+# ------------------------------------------------------------------ QMP ---
+
+class QMP:
+	"""A minimal QMP client: one command at a time, events kept apart."""
+
+	def __init__(self, path, deadline):
+		self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		while True:
+			try:
+				self.sock.connect(path)
+				break
+			except (FileNotFoundError, ConnectionRefusedError):
+				if time.monotonic() > deadline:
+					raise HarnessError('QMP socket %s never '
+							   'came up' % path)
+				time.sleep(0.02)
+		self.buf = b''
+		self.events = []
+		self._recv(deadline)		# greeting
+		self.cmd('qmp_capabilities')
+
+	def _recv(self, deadline):
+		while b'\n' not in self.buf:
+			left = deadline - time.monotonic()
+			if left <= 0:
+				raise HarnessError('QMP: no answer in time')
+			self.sock.settimeout(left)
+			try:
+				data = self.sock.recv(65536)
+			except socket.timeout:
+				continue
+			if not data:
+				raise HarnessError('QMP: connection closed')
+			self.buf += data
+		line, self.buf = self.buf.split(b'\n', 1)
+		return json.loads(line)
+
+	def cmd(self, name, timeout=30, **args):
+		msg = {'execute': name}
+		if args:
+			msg['arguments'] = args
+		self.sock.sendall(json.dumps(msg).encode() + b'\n')
+		deadline = time.monotonic() + timeout
+		while True:
+			r = self._recv(deadline)
+			if 'event' in r:
+				self.events.append(r)
+				continue
+			if 'error' in r:
+				raise HarnessError('QMP %s: %s' % (name, r['error']))
+			return r.get('return')
+
+	def close(self):
+		with contextlib.suppress(OSError):
+			self.sock.close()
+
+
+# ------------------------------------------------------------------- VM ---
+
+_live = set()
+
+
+def _kill_all():
+	for vm in list(_live):
+		vm.kill()
+
+
+def _on_signal(signum, frame):
+	# meson stops a test with SIGTERM: unwind so QEMU gets killed
+	raise SystemExit(128 + signum)
+
+
+def _die_with_parent():
+	# QEMU must not outlive a harness that was SIGKILLed
+	with contextlib.suppress(Exception):
+		ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def qemu_binary():
+	q = shutil.which('qemu-system-x86_64')
+	if not q:
+		raise Skip('qemu-system-x86_64 not found (apt-get install '
+			   '--no-install-recommends qemu-system-x86)')
+	return q
+
+
+class VM:
+	"""One QEMU process. The serial console (ttyS0) goes to <dir>/<name>.log,
+	the control port (ttyS1) to a unix socket, QMP to another."""
+
+	def __init__(self, kernel, initrd, workdir, name, env=None,
+		     accel='tcg', append='', mem=512, incoming=None):
+		self.kernel = kernel
+		self.initrd = initrd
+		self.name = name
+		self.env = dict(env or {})
+		self.accel = accel
+		self.append = append
+		self.mem = mem
+		self.workdir = workdir
+		self.logpath = os.path.join(workdir, name + '.log')
+		self.errpath = os.path.join(workdir, name + '.qemu.log')
+		# unix socket paths are limited to 108 bytes: keep them short
+		self.sockdir = tempfile.mkdtemp(prefix='vmctl.')
+		self.qmp_path = os.path.join(self.sockdir, 'qmp')
+		self.ctl_path = os.path.join(self.sockdir, 'ctl')
+		self.incoming = incoming
+		self.proc = None
+		self.qmp = None
+		self.ctl = None
+		self.ctlbuf = b''
+		self.logpos = 0
+		self.logtext = ''
+
+	def cmdline(self):
+		"""Everything that must be identical between a saved VM and its
+		restored clones; -incoming is added on top."""
+		words = ['console=ttyS0', 'panic=-1', 'quiet']
+		words += ['%s=%s' % kv for kv in sorted(self.env.items())]
+		if self.append:
+			words.append(self.append)
+		cpu = ['-cpu', 'max']
+		return [qemu_binary(), '-machine', 'q35', '-accel', self.accel,
+			*cpu, '-m', str(self.mem), '-smp', '1',
+			'-nographic', '-no-reboot', '-nodefaults',
+			'-kernel', self.kernel.vmlinuz, '-initrd', self.initrd,
+			'-append', ' '.join(words),
+			'-device', 'vmgenid,guid=auto',
+			'-chardev', 'file,id=con,path=' + self.logpath,
+			'-serial', 'chardev:con',
+			'-chardev', 'socket,id=ctl,path=%s,server=on,wait=off'
+			% self.ctl_path,
+			'-serial', 'chardev:ctl',
+			'-monitor', 'none',
+			'-qmp', 'unix:%s,server=on,wait=off' % self.qmp_path]
+
+	def start(self, timeout=30):
+		cmd = self.cmdline()
+		if self.incoming:
+			cmd += ['-incoming', 'exec:cat ' +
+				shlex.quote(self.incoming)]
+		open(self.logpath, 'w').close()
+		self.logpos = 0
+		self.logtext = ''
+		with open(self.errpath, 'w') as err:
+			err.write('# ' + shlex.join(cmd) + '\n')
+			err.flush()
+			self.proc = subprocess.Popen(
+				cmd, stdin=subprocess.DEVNULL, stdout=err,
+				stderr=err, preexec_fn=_die_with_parent)
+		_live.add(self)
+		self.qmp = QMP(self.qmp_path, time.monotonic() + timeout)
+		return self
+
+	def alive(self):
+		return self.proc is not None and self.proc.poll() is None
+
+	def _qemu_err(self):
+		with contextlib.suppress(OSError), open(self.errpath) as f:
+			return f.read()[-2000:]
+		return ''
+
+	def read_log(self):
+		"""The whole serial log so far."""
+		with open(self.logpath, 'rb') as f:
+			f.seek(self.logpos)
+			data = f.read()
+		self.logpos += len(data)
+		self.logtext += data.decode('utf-8', 'replace')
+		return self.logtext
+
+	def wait_for(self, pattern, timeout, start=0):
+		"""Wait until the serial log matches pattern (a regex) at or
+		after offset start; return the match. Fails early if QEMU
+		exits."""
+		rx = re.compile(pattern, re.M)
+		deadline = time.monotonic() + timeout
+		while True:
+			alive = self.alive()
+			m = rx.search(self.read_log(), start)
+			if m:
+				return m
+			if not alive:
+				raise HarnessError(
+					'%s: QEMU exited (%s) before %r\n%s' %
+					(self.name, self.proc.returncode,
+					 pattern, self._qemu_err()))
+			if time.monotonic() > deadline:
+				raise HarnessError('%s: no %r within %d s' %
+						   (self.name, pattern, timeout))
+			time.sleep(0.05)
+
+	def wait_exit(self, timeout):
+		try:
+			return self.proc.wait(timeout)
+		except subprocess.TimeoutExpired:
+			raise HarnessError('%s: QEMU still running after %d s'
+					   % (self.name, timeout)) from None
+
+	# Control channel: the guest's /dev/ttyS1.
+	def _ctl_connect(self, timeout=10):
+		if self.ctl:
+			return
+		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		deadline = time.monotonic() + timeout
+		while True:
+			try:
+				s.connect(self.ctl_path)
+				break
+			except (FileNotFoundError, ConnectionRefusedError):
+				if time.monotonic() > deadline:
+					raise HarnessError('%s: no ctl socket'
+							   % self.name)
+				time.sleep(0.02)
+		self.ctl = s
+
+	def send(self, line):
+		"""Send one line to the guest's /dev/ttyS1."""
+		self._ctl_connect()
+		self.ctl.sendall(line.encode() + b'\n')
+
+	def recv_line(self, timeout):
+		"""One line the guest wrote to /dev/ttyS1."""
+		self._ctl_connect()
+		deadline = time.monotonic() + timeout
+		while b'\n' not in self.ctlbuf:
+			left = deadline - time.monotonic()
+			if left <= 0:
+				raise HarnessError('%s: nothing on ctl within '
+						   '%d s' % (self.name, timeout))
+			self.ctl.settimeout(left)
+			with contextlib.suppress(socket.timeout):
+				data = self.ctl.recv(4096)
+				if not data:
+					raise HarnessError('%s: ctl closed'
+							   % self.name)
+				self.ctlbuf += data
+		line, self.ctlbuf = self.ctlbuf.split(b'\n', 1)
+		return line.decode('utf-8', 'replace').rstrip('\r')
+
+	def shell(self, command, timeout=120):
+		"""Run a command in a guest booted with VMCTL_SHELL=1; return
+		its exit status. Its output is in the serial log."""
+		start = len(self.read_log())
+		self.shell_n = getattr(self, 'shell_n', 0) + 1
+		self.send(command)
+		m = self.wait_for(r'^vmctl: done %d rc=(\d+)' % self.shell_n,
+				  timeout, start)
+		return int(m.group(1))
+
+	# Save and restore (DESIGN section 8).
+	def save(self, path, timeout=120):
+		"""Stop the guest, migrate its state into path, quit QEMU."""
+		with contextlib.suppress(FileNotFoundError):
+			os.unlink(path)
+		self.qmp.cmd('stop')
+		# 7.2 caps migration at 128 MiB/s by default; a file is local
+		self.qmp.cmd('migrate-set-parameters',
+			     **{'max-bandwidth': 8 << 30})
+		self.qmp.cmd('migrate', uri='exec:cat > ' + shlex.quote(path))
+		self._wait_migration(timeout)
+		self.qmp.cmd('quit')
+		self.wait_exit(30)
+		self.close()
+
+	def _wait_migration(self, timeout):
+		deadline = time.monotonic() + timeout
+		while True:
+			st = self.qmp.cmd('query-migrate').get('status')
+			if st == 'completed':
+				return
+			if st in ('failed', 'cancelled'):
+				raise HarnessError('%s: migration %s\n%s' %
+						   (self.name, st,
+						    self._qemu_err()))
+			if not self.alive():
+				raise HarnessError('%s: QEMU exited during '
+						   'migration\n%s' %
+						   (self.name, self._qemu_err()))
+			if time.monotonic() > deadline:
+				raise HarnessError('%s: migration not done in '
+						   '%d s (%s)' %
+						   (self.name, timeout, st))
+			time.sleep(0.05)
+
+	def restore_from(self, path, name):
+		"""A new VM with the same command line that will load path.
+		Call start() then resume() on it."""
+		clone = VM(self.kernel, self.initrd, self.workdir, name,
+			   self.env, self.accel, self.append, self.mem,
+			   incoming=path)
+		return clone
+
+	def resume(self, timeout=120):
+		"""Wait until the incoming state is loaded, then run the guest."""
+		self._wait_migration(timeout)
+		if self.qmp.cmd('query-status').get('status') != 'running':
+			self.qmp.cmd('cont')
+
+	def close(self):
+		if self.qmp:
+			self.qmp.close()
+			self.qmp = None
+		if self.ctl:
+			with contextlib.suppress(OSError):
+				self.ctl.close()
+			self.ctl = None
+		shutil.rmtree(self.sockdir, ignore_errors=True)
+
+	def kill(self):
+		if self.proc and self.proc.poll() is None:
+			self.proc.kill()
+			with contextlib.suppress(subprocess.TimeoutExpired):
+				self.proc.wait(10)
+		self.close()
+		_live.discard(self)
+
+
+def restore_clones(vm, path, names, parallel=True, timeout=120):
+	"""Restore one clone per name from a saved file, all at once (they
+	load concurrently) or one after the other; return them running."""
+	clones = [vm.restore_from(path, n) for n in names]
+	if parallel:
+		for c in clones:
+			c.start()
+		for c in clones:
+			c.resume(timeout)
+	else:
+		for c in clones:
+			c.start()
+			c.resume(timeout)
+	return clones
+
+
+# ------------------------------------------------------------------ KVM ---
+
+def choose_accel(kernel, cache, workdir):
+	"""KVM only if it boots this kernel to /init in a bounded probe; the
+	verdict is cached per kernel and QEMU. VMCTL_ACCEL overrides."""
+	forced = os.environ.get('VMCTL_ACCEL')
+	if forced:
+		return forced
+	if not os.access('/dev/kvm', os.R_OK | os.W_OK):
+		return 'tcg'
+	qver = run([qemu_binary(), '--version']).splitlines()[0]
+	key = '%s|%s' % (kernel.abi, qver)
+	vpath = os.path.join(cache, 'kvm-verdict.json')
+	with open(os.path.join(cache, '.kvm.lock'), 'w') as lockf:
+		fcntl.flock(lockf, fcntl.LOCK_EX)
+		verdicts = {}
+		with contextlib.suppress(OSError, ValueError), \
+		     open(vpath) as f:
+			verdicts = json.load(f)
+		if key in verdicts:
+			return verdicts[key]
+		initrd = build_initramfs(kernel,
+					 os.path.join(workdir, 'probe.cpio.gz'))
+		vm = VM(kernel, initrd, workdir, 'kvm-probe', accel='kvm')
+		accel = 'tcg'
+		with phase('KVM probe (%d s max)' % KVM_PROBE_TIMEOUT):
+			try:
+				vm.start()
+				vm.wait_for('^' + BOOT_MARKER, KVM_PROBE_TIMEOUT)
+				accel = 'kvm'
+			except HarnessError as e:
+				log('KVM unusable: %s' % str(e).splitlines()[0])
+			finally:
+				vm.kill()
+		verdicts[key] = accel
+		with open(vpath + '.tmp', 'w') as f:
+			json.dump(verdicts, f)
+		os.rename(vpath + '.tmp', vpath)
+		return accel
+
+
+# ------------------------------------------------------------- results ---
+
+TAP_RX = re.compile(r'^(not ok|ok) (\d+) - (.*?)\s*$', re.M)
+SUM_RX = re.compile(r'^(\d+) passed, (\d+) failed\s*$', re.M)
+
+
+def check_run(text, prog, ph):
+	"""Parse one program's output between its run/exit markers; return
+	(passed, failed, messages)."""
+	m = re.search(r'^vmctl: run %s %s\s*$(.*?)^vmctl: exit %s %s rc=(\d+)'
+		      % (re.escape(prog), re.escape(ph), re.escape(prog),
+			 re.escape(ph)), text, re.M | re.S)
+	if not m:
+		return 0, 1, ['%s %s: no run/exit markers' % (prog, ph)]
+	out, rc = m.group(1), int(m.group(2))
+	results = TAP_RX.findall(out)
+	fails = ['%s %s: not ok %s - %s' % (prog, ph, n, name)
+		 for st, n, name in results if st == 'not ok']
+	# "ok N - name # SKIP why" counts as neither passed nor failed
+	passed = sum(1 for st, _, name in results
+		     if st == 'ok' and '# SKIP' not in name)
+	skipped = sum(1 for st, _, name in results
+		      if st == 'ok' and '# SKIP' in name)
+	s = SUM_RX.findall(out)
+	if not results:
+		fails.append('%s %s: no ok/not ok lines' % (prog, ph))
+	if not s:
+		fails.append('%s %s: no "N passed, N failed" line' % (prog, ph))
+	elif (int(s[-1][0]), int(s[-1][1])) != \
+			(passed, len(results) - passed - skipped):
+		fails.append('%s %s: summary %s passed, %s failed disagrees with '
+			     'the ok lines' % (prog, ph, s[-1][0], s[-1][1]))
+	if rc != 0:
+		fails.append('%s %s: exit status %d' % (prog, ph, rc))
+	return passed, len(fails), fails
+
+
+def report(vm, runs):
+	text = vm.read_log()
+	total_p = total_f = 0
+	msgs = []
+	for prog, ph in runs:
+		p, f, m = check_run(text, prog, ph)
+		total_p += p
+		total_f += f
+		msgs += m
+	for line in msgs:
+		log('FAIL ' + line)
+	log('%s: %d passed, %d failures' % (vm.name, total_p, total_f))
+	return total_f == 0
+
+
+DISTINCT_RX = re.compile(r'^vmctl-distinct: (\S+)\s*$', re.M)
+
+
+def check_distinct(clones):
+	"""Values that guest programs print as 'vmctl-distinct: X' after the
+	restore must differ between clones: equal values mean the clones
+	shared state that should have been renewed."""
+	seen = {}
+	ok = True
+	for c in clones:
+		for val in DISTINCT_RX.findall(c.read_log()):
+			if val in seen:
+				log('FAIL %s and %s both printed %s' %
+				    (seen[val], c.name, val))
+				ok = False
+			seen[val] = c.name
+	if seen:
+		log('%d distinct values across %d clones' % (len(seen),
+							    len(clones)))
+	return ok
+
+
+def dump_log(vm):
+	print('----- %s serial log (%s) -----' % (vm.name, vm.logpath))
+	print(vm.read_log().rstrip())
+	print('----- end of %s -----' % vm.name, flush=True)
+
+
+# ----------------------------------------------------------------- main ---
+
+def prepare(args):
+	"""fetch + build-module + initramfs + accel: what every test needs."""
+	qemu_binary()
+	os.makedirs(args.workdir, exist_ok=True)
+	with phase('fetch'):
+		kernel = fetch(args.cache)
+	kos = []
+	if args.driver:
+		with phase('build-module'):
+			kos = build_module(kernel, args.driver,
+					   os.path.join(args.workdir, 'module'))
+	kos += args.module or []
+	with phase('initramfs'):
+		initrd = build_initramfs(
+			kernel, os.path.join(args.workdir, 'initramfs.cpio.gz'),
+			modules=kos, progs=args.prog or [],
+			files=[tuple(f.split(':', 1)) if ':' in f
+			       else (f, '/files/' + os.path.basename(f))
+			       for f in args.file or []])
+	accel = choose_accel(kernel, args.cache, args.workdir)
+	log('accelerator: ' + accel)
+	env = {}
+	names = [os.path.basename(k)[:-3] for k in kos]
+	if names and not args.no_insmod:
+		env['VMCTL_MODULES'] = ','.join(names)
+	if args.prog:
+		env['VMCTL_PROGS'] = ','.join(os.path.basename(p)
+					      for p in args.prog)
+	return kernel, initrd, accel, env
+
+
+def cmd_fetch(args):
+	k = fetch(args.cache)
+	print(json.dumps({'abi': k.abi, 'vmlinuz': k.vmlinuz, 'kdir': k.kdir,
+			  'busybox': k.busybox}, indent=1))
+	return 0
+
+
+def cmd_build_module(args):
+	k = fetch(args.cache)
+	for ko in build_module(k, args.src, args.out):
+		print(ko)
+	return 0
+
+
+def cmd_initramfs(args):
+	k = fetch(args.cache)
+	build_initramfs(k, args.out, modules=args.module or [],
+			progs=args.prog or [],
+			files=[tuple(f.split(':', 1)) for f in args.file or []])
+	print(args.out)
+	return 0
+
+
+def cmd_run(args):
+	"""Boot once, run the programs in phase 'abi' (or --phase), check."""
+	kernel, initrd, accel, env = prepare(args)
+	env['VMCTL_PHASES'] = args.phase
+	vm = VM(kernel, initrd, args.workdir, 'run', env, accel, args.append)
+	ok = False
+	try:
+		with phase('boot to /init'):
+			vm.start()
+			vm.wait_for('^' + BOOT_MARKER, TCG_BOOT_TIMEOUT)
+		with phase('run programs'):
+			vm.wait_for('^' + END_MARKER, args.timeout)
+		vm.wait_exit(60)
+		runs = [(os.path.basename(p), args.phase)
+			for p in args.prog or []]
+		ok = report(vm, runs) and _insmod_ok(vm)
+	finally:
+		if not ok or args.verbose:
+			dump_log(vm)
+		vm.kill()
+	return 0 if ok else 1
+
+
+def _insmod_ok(vm):
+	bad = re.findall(r'^vmctl: insmod (\S+) rc=([1-9]\d*)', vm.read_log(),
+			 re.M)
+	for name, rc in bad:
+		log('FAIL insmod %s: rc=%s' % (name, rc))
+	return not bad
+
+
+def cmd_snapshot(args):
+	"""Boot, run phase before-save, save, restore N clones, send each
+	after-restore, check every program in every VM."""
+	kernel, initrd, accel, env = prepare(args)
+	env['VMCTL_PHASES'] = 'before-save,after-restore'
+	vm = VM(kernel, initrd, args.workdir, 'origin', env, accel,
+		args.append)
+	vms = [vm]
+	ok = False
+	state = os.path.join(args.workdir, 'state.bin')
+	try:
+		with phase('boot to /init'):
+			vm.start()
+			vm.wait_for('^' + BOOT_MARKER, TCG_BOOT_TIMEOUT)
+		with phase('before-save'):
+			vm.wait_for('^vmctl: await after-restore', args.timeout)
+		ok = _insmod_ok(vm)
+		ok &= report(vm, [(os.path.basename(p), 'before-save')
+				  for p in args.prog or []])
+		with phase('save'):
+			vm.save(state)
+		log('saved state: %.1f MB' % (os.path.getsize(state) / 1e6))
+		names = ['clone%d' % i for i in range(1, args.clones + 1)]
+		with phase('restore %d clone(s) %s' % (
+				args.clones,
+				'in sequence' if args.sequential
+				else 'in parallel')):
+			clones = restore_clones(vm, state, names,
+						not args.sequential)
+		vms += clones
+		with phase('after-restore'):
+			for c in clones:
+				c.send('after-restore')
+			for c in clones:
+				c.wait_for('^' + END_MARKER, args.timeout)
+		for c in clones:
+			c.wait_exit(60)
+			ok &= report(c, [(os.path.basename(p), 'after-restore')
+					 for p in args.prog or []])
+		ok &= check_distinct(clones)
+	finally:
+		if not ok or args.verbose:
+			for v in vms:
+				dump_log(v)
+		for v in vms:
+			v.kill()
+	return 0 if ok else 1
+
+
+def main(argv=None):
+	here = os.path.dirname(os.path.abspath(__file__))
+	ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+	ap.add_argument('--cache', default=os.environ.get(
+		'VMCTL_CACHE', os.path.join(os.getcwd(), 'vm-cache')),
+		help='download/unpack cache (default ./vm-cache, '
+		     'or $VMCTL_CACHE)')
+	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
+							  'vm-work'),
+			help='logs, initramfs, saved state')
+	ap.add_argument('-v', '--verbose', action='store_true',
+			help='print serial logs even on success')
+	sub = ap.add_subparsers(dest='cmd', required=True)
+
+	sp = sub.add_parser('fetch', help='download and unpack the kernel')
+	sp.set_defaults(fn=cmd_fetch)
+
+	sp = sub.add_parser('build-module', help='make a module against it')
+	sp.add_argument('--src', default=os.path.join(here, '..', '..',
+							'driver'))
+	sp.add_argument('--out', required=True)
+	sp.set_defaults(fn=cmd_build_module)
+
+	sp = sub.add_parser('initramfs', help='pack an initramfs')
+	sp.add_argument('--out', required=True)
+	sp.add_argument('--module', action='append')
+	sp.add_argument('--prog', action='append')
+	sp.add_argument('--file', action='append', help='SRC:DEST')
+	sp.set_defaults(fn=cmd_initramfs)
+
+	for name, fn, hlp in (
+		('run', cmd_run, 'boot, run programs once, check'),
+		('snapshot', cmd_snapshot,
+		 'boot, before-save, save, restore clones, after-restore')):
+		sp = sub.add_parser(name, help=hlp)
+		sp.add_argument('--driver', help='module source dir to build')
+		sp.add_argument('--module', action='append',
+				help='a prebuilt .ko')
+		sp.add_argument('--no-insmod', action='store_true',
+				help='copy modules in but do not load them')
+		sp.add_argument('--prog', action='append',
+				help='a test program (KO PHASE argv)')
+		sp.add_argument('--file', action='append',
+				help='extra file, SRC[:DEST]')
+		sp.add_argument('--append', default='',
+				help='more kernel command line')
+		sp.add_argument('--timeout', type=int, default=300,
+				help='per phase, seconds')
+		if name == 'run':
+			sp.add_argument('--phase', default='abi')
+		else:
+			sp.add_argument('--clones', type=int, default=2)
+			sp.add_argument('--sequential', action='store_true')
+		sp.set_defaults(fn=fn)
+
+	args = ap.parse_args(argv)
+	args.cache = os.path.abspath(args.cache)
+	args.workdir = os.path.abspath(args.workdir)
+	signal.signal(signal.SIGTERM, _on_signal)
+	signal.signal(signal.SIGHUP, _on_signal)
+	try:
+		return args.fn(args)
+	except Skip as e:
+		print('SKIP: %s' % e, flush=True)
+		return SKIP
+	except HarnessError as e:
+		log('ERROR: %s' % e)
+		return 1
+	finally:
+		_kill_all()
+
+
+if __name__ == '__main__':
+	sys.exit(main())
