@@ -22,7 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static char tap_why[512];
+static char tap_why[1024];
 static bool tap_skipped;
 static int tap_n, tap_pass, tap_fail, tap_skip;
 
