@@ -28,7 +28,7 @@ static void usage(FILE *out)
 	      "                               run CMD on every generation step\n"
 	      "  trigger [--min N]            bump the counter (sysgenid, file)\n"
 	      "  wait-watchers [--timeout SECONDS]\n"
-	      "                               wait until tracked processes caught up\n"
+	      "                               wait for tracked processes\n"
 	      "\n"
 	      "Options:\n"
 	      "  -s, --source SPEC   auto, vmclock[:PATH], sysgenid[:PATH],\n"

@@ -42,7 +42,8 @@ def step_and_wait(c, proc, out, pattern, steps):
 def uuid_cache(exe):
     c = Counter(0)
     proc, out = start(exe, c, ["3"])
-    took = step_and_wait(c, proc, out, r"generation (\d+): took (\S+)", 3)
+    took = step_and_wait(c, proc, out,
+                         r"(?m)^generation (\d+): took (\S+)$", 3)
     first = re.search(r"took (\S+), queued (\S+)", read_text(out))
     check(first is not None, read_text(out))
     uuids = [first.group(1), first.group(2)] + [u for _, u in took]
@@ -78,7 +79,7 @@ def event_loop(exe):
     c = Counter(5)
     proc, out = start(exe, c, ["3"])
     found = step_and_wait(c, proc, out,
-                          r"callback \d+: generation (\d+) -> (\d+)", 3)
+                          r"(?m)^callback \d+: generation (\d+) -> (\d+)$", 3)
     steps = [(int(a), int(b)) for a, b in found]
     for i, (old, new) in enumerate(steps):
         check(new > old, f"no step: {steps}")
@@ -89,7 +90,8 @@ def event_loop(exe):
 def openssl_reseed(exe):
     c = Counter(0)
     proc, out = start(exe, c, ["2"])
-    step_and_wait(c, proc, out, r"generation \d+: key ([0-9a-f]{32})", 2)
+    step_and_wait(c, proc, out,
+                  r"(?m)^generation \d+: key ([0-9a-f]{32})$", 2)
     reseeds = re.findall(r"reseed count (\d+) -> (\d+)", read_text(out))
     check(len(reseeds) == 2, f"callbacks: {read_text(out)}")
     for before, after in reseeds:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (Counter, Failure, check, run, wait_until, read_text,
+from common import (Counter, check, run, wait_until, read_text,
                     lines, finish, main)
 
 
