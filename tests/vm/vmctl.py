@@ -518,7 +518,8 @@ class VM:
 	the control port (ttyS1) to a unix socket, QMP to another."""
 
 	def __init__(self, kernel, initrd, workdir, name, env=None,
-		     accel='tcg', append='', mem=512, incoming=None):
+		     accel='tcg', append='', mem=512, incoming=None,
+		     guid='auto'):
 		self.kernel = kernel
 		self.initrd = initrd
 		self.name = name
@@ -534,6 +535,10 @@ class VM:
 		self.qmp_path = os.path.join(self.sockdir, 'qmp')
 		self.ctl_path = os.path.join(self.sockdir, 'ctl')
 		self.incoming = incoming
+		# 'auto' (QEMU's default): a new ID per QEMU process, so each
+		# restore is a new generation; a fixed one simulates a
+		# hypervisor that forgets to change it (negative tests)
+		self.guid = guid
 		self.proc = None
 		self.qmp = None
 		self.ctl = None
@@ -554,7 +559,7 @@ class VM:
 			'-nographic', '-no-reboot', '-nodefaults',
 			'-kernel', self.kernel.vmlinuz, '-initrd', self.initrd,
 			'-append', ' '.join(words),
-			'-device', 'vmgenid,guid=auto',
+			'-device', 'vmgenid,guid=' + self.guid,
 			'-chardev', 'file,id=con,path=' + self.logpath,
 			'-serial', 'chardev:con',
 			'-chardev', 'socket,id=ctl,path=%s,server=on,wait=off'
@@ -717,7 +722,7 @@ class VM:
 		Call start() then resume() on it."""
 		clone = VM(self.kernel, self.initrd, self.workdir, name,
 			   self.env, self.accel, self.append, self.mem,
-			   incoming=path)
+			   incoming=path, guid=self.guid)
 		return clone
 
 	def resume(self, timeout=120):
@@ -975,7 +980,7 @@ def cmd_snapshot(args):
 	kernel, initrd, accel, env = prepare(args)
 	env['VMCTL_PHASES'] = 'before-save,after-restore'
 	vm = VM(kernel, initrd, args.workdir, 'origin', env, accel,
-		args.append)
+		args.append, guid=args.guid)
 	vms = [vm]
 	ok = False
 	state = os.path.join(args.workdir, 'state.bin')
@@ -1071,6 +1076,9 @@ def main(argv=None):
 		else:
 			sp.add_argument('--clones', type=int, default=2)
 			sp.add_argument('--sequential', action='store_true')
+			sp.add_argument('--guid', default='auto',
+					help='vmgenid guid; a fixed one makes '
+					     'clones keep the generation')
 		sp.set_defaults(fn=fn)
 
 	args = ap.parse_args(argv)
