@@ -11,7 +11,8 @@
  * harness can parse the serial console.
  *
  * A test is a function returning NULL on success, or a reason. FAIL() and
- * CHECK() build the reason; SKIP() marks the test skipped.
+ * CHECK() build the reason; SKIP() marks the test skipped. Tests run in a
+ * child process each, so they share only what the kernel keeps.
  */
 #ifndef GUEST_TAP_H
 #define GUEST_TAP_H
@@ -21,6 +22,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char tap_why[1024];
 static bool tap_skipped;
@@ -65,22 +69,60 @@ static int tap_n, tap_pass, tap_fail, tap_skip;
 
 typedef const char *(*tap_fn)(void);
 
+/*
+ * Each test runs in a child process: a test that fails half-way leaves no
+ * open fd or tracked watcher behind to skew the next one, and a crash is
+ * a failure, not the end of the run. The verdict comes back over a pipe:
+ * 'p' (passed), 's' (skipped) or 'f' (failed), then the reason.
+ */
 static inline void tap_run(const char *name, tap_fn fn)
 {
-	const char *why;
+	char msg[sizeof(tap_why) + 1] = "";
+	ssize_t got = 0, n;
+	int pfd[2], status = 0;
+	pid_t pid;
 
-	tap_skipped = false;
-	why = fn();
+	fflush(stdout);
+	if (pipe(pfd) || (pid = fork()) < 0) {
+		snprintf(msg, sizeof(msg), "fcannot fork: %s",
+			 strerror(errno));
+	} else if (pid == 0) {
+		const char *why;
+
+		close(pfd[0]);
+		tap_skipped = false;
+		why = fn();
+		snprintf(msg, sizeof(msg), "%c%s",
+			 !why ? 'p' : tap_skipped ? 's' : 'f', why ? why : "");
+		n = write(pfd[1], msg, strlen(msg));
+		_exit(n < 0);
+	} else {
+		close(pfd[1]);
+		while (got < (ssize_t)sizeof(msg) - 1 &&
+		       (n = read(pfd[0], msg + got,
+				 sizeof(msg) - 1 - (size_t)got)) > 0)
+			got += n;
+		msg[got] = '\0';
+		close(pfd[0]);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (!got && WIFSIGNALED(status))
+			snprintf(msg, sizeof(msg), "fkilled by signal %d",
+				 WTERMSIG(status));
+		else if (!got)
+			snprintf(msg, sizeof(msg), "fno verdict");
+	}
+
 	tap_n++;
-	if (!why) {
+	if (msg[0] == 'p') {
 		tap_pass++;
 		printf("ok %d - %s\n", tap_n, name);
-	} else if (tap_skipped) {
+	} else if (msg[0] == 's') {
 		tap_skip++;
-		printf("ok %d - %s # SKIP %s\n", tap_n, name, why);
+		printf("ok %d - %s # SKIP %s\n", tap_n, name, msg + 1);
 	} else {
 		tap_fail++;
-		printf("not ok %d - %s: %s\n", tap_n, name, why);
+		printf("not ok %d - %s: %s\n", tap_n, name, msg + 1);
 	}
 	fflush(stdout);
 }
