@@ -34,14 +34,16 @@
  * that time above 3 s, well over the RTC's 1 s resolution, so a jump above
  * 1.5 s marks the resume exactly, with no channel latency to correct for.
  * A thread reads the RTC every millisecond to time the resume ("resume"
- * line: the VM resumed between prev and mono); the token loop also reads it
+ * line: the VM stopped, and so resumed in guest time, just after prev, its
+ * last read before the jump; mono is when it noticed, which the slow first
+ * moments of a restored guest can delay); the token loop also reads it
  * right before each vmgen_txn_begin(), so "res=1" on a token means the
  * whole transaction ran after the resume. A token with res=1 committed
  * under the pre-restore generation is a race-window token: it left the
  * guest although the guest had already been cloned, because the sysgenid
  * counter moves only once the guest kernel has handled the ACPI
- * notification. "resume" to the last "cb ... end" is the restore-to-reseed
- * time. Without /dev/rtc0 (the host self-test) res is always 0.
+ * notification. From "prev" to the last "cb ... end" is the
+ * restore-to-reseed time. Without /dev/rtc0 (on a host) res is always 0.
  *
  * Usage: clone_app [--period-ms N] [--after N] [--max N] [--lazy]
  *        clone_app --selftest

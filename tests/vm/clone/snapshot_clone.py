@@ -239,10 +239,10 @@ def side_by_side(origin, clones, figs, rows):
 
 	def cell(e):
 		if e is None:
-			return '%-30s' % ''
+			return '%-29s' % ''
 		w, kv = e
 		if w == 'abort':
-			return '%-30s' % ('g%s  commit failed: dropped'
+			return '%-29s' % ('g%s  commit failed: dropped'
 					  % kv['gen'])
 		mark = '*' if kv['res'] == '1' and int(kv['gen']) == gen0 \
 			else ' '
@@ -261,16 +261,16 @@ def side_by_side(origin, clones, figs, rows):
 	print('  gN = combined generation; * = committed after the guest had '
 	      'resumed')
 	print('  but under the old generation (race window)')
-	print('  round  %-30s  %-30s  control (both clones)' %
-	      ('clone1: gen libvmgenid  openssl', 'clone2: gen libvmgenid  '
-	       'openssl'))
+	print('         %-29s  %-29s' % ('clone1', 'clone2'))
+	print('  round  %-29s  %-29s  control' %
+	      ('gen libvmgenid       openssl', 'gen libvmgenid       openssl'))
 	seqs = sorted(set(by_a) | set(by_b))
 	for s in seqs[:rows]:
 		ea, eb = by_a.get(s), by_b.get(s)
 		ca = ea[1]['ctl'] if ea else None
 		cb = eb[1]['ctl'] if eb else None
 		ctl = ca or cb or ''
-		same = 'same' if ca and cb and ca == cb else \
+		same = 'same in both' if ca and cb and ca == cb else \
 		       ('DIFFERENT' if ca and cb else '')
 		print('  %5d  %s  %s  %s %s' % (s, cell(ea), cell(eb), ctl,
 						same))
@@ -304,7 +304,9 @@ def report(clones, figs):
 
 def main(argv=None):
 	ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-	ap.add_argument('--app', required=True, help='static clone_app')
+	ap.add_argument('--app', help='static clone_app')
+	ap.add_argument('--logs', metavar='DIR',
+			help='only re-check the serial logs of an earlier run')
 	ap.add_argument('--driver', default=os.path.join(HERE, '..', '..', '..',
 							 'driver'),
 			help='module source to build (default: driver/)')
@@ -327,6 +329,10 @@ def main(argv=None):
 	args = ap.parse_args(argv)
 	# meson stops a test with SIGTERM: unwind so that QEMU gets killed
 	signal.signal(signal.SIGTERM, vmctl._on_signal)
+	if args.logs:
+		return analyse_saved(args.logs, args)
+	if not args.app:
+		ap.error('--app is required')
 	try:
 		return run(args)
 	except vmctl.Skip as e:
@@ -337,6 +343,29 @@ def main(argv=None):
 		return 1
 	finally:
 		vmctl._kill_all()
+
+
+def analyse(logs, args):
+	"""Check and report; logs are origin, clone1, clone2."""
+	chk = Checker()
+	figs = check_all(logs[0], logs[1:], args.tokens, chk)
+	if figs and args.show:
+		side_by_side(logs[0], logs[1:], figs, args.rows)
+	if figs:
+		report(logs[1:], figs)
+	vmctl.log('%d checks passed, %d failed'
+		  % (len(chk.passes), len(chk.failures)))
+	return not chk.failures
+
+
+def analyse_saved(logdir, args):
+	"""Re-check the serial logs a previous run left in logdir."""
+	logs = []
+	for name in ('origin', 'clone1', 'clone2'):
+		with open(os.path.join(logdir, name + '.log'), 'rb') as f:
+			logs.append(Log(name, f.read().decode('utf-8',
+							      'replace')))
+	return 0 if analyse(logs, args) else 1
 
 
 def run(args):
@@ -405,17 +434,8 @@ def run(args):
 				c.wait_exit(30)
 			except vmctl.HarnessError:
 				c.kill()
-		logs = [Log(v.name, v.read_log()) for v in vms]
-		chk = Checker()
-		figs = check_all(logs[0], logs[1:], args.tokens, chk)
-		if figs and args.show:
-			side_by_side(logs[0], logs[1:], figs, args.rows)
-		if figs:
-			report(logs[1:], figs)
-		ok = not chk.failures
-		vmctl.log('%d checks passed, %d failed; total %.1f s'
-			  % (len(chk.passes), len(chk.failures),
-			     time.monotonic() - t_start))
+		ok = analyse([Log(v.name, v.read_log()) for v in vms], args)
+		vmctl.log('total %.1f s' % (time.monotonic() - t_start))
 	finally:
 		if not ok or args.verbose:
 			for v in vms:
