@@ -253,6 +253,7 @@ static int init_locked(const char *spec, unsigned int flags)
 	int ret;
 
 	memset(vmgen_g.rejected, 0, sizeof(vmgen_g.rejected));
+	vmgen_g.init_attempted = true;
 	if (!spec) {
 		/* secure_getenv: a setuid program must not be redirected. */
 		spec = secure_getenv("VMGENID_SOURCE");

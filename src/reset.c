@@ -15,6 +15,7 @@ void vmgen__test_reset(void)
 	vmgen_lock();
 	vmgen_teardown_locked();
 	memset(vmgen_g.rejected, 0, sizeof(vmgen_g.rejected));
+	vmgen_g.init_attempted = false;
 	vmgen_g.ack_attempts = 0;
 	vmgen_g.dispatches = 0;
 	vmgen_unlock();

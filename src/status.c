@@ -49,9 +49,13 @@ VMGEN_PUBLIC const char *vmgen_source_rejected(int kind)
 
 	if (kind < 0 || kind >= VMGEN_SOURCE_COUNT)
 		return NULL;
-	if (vmgen_enter() == 0)
-		vmgen_unlock();
 	vmgen_lock();
+	/* Report the attempt that failed rather than start another one. */
+	if (!vmgen_g.init_attempted) {
+		vmgen_unlock();
+		if (vmgen_enter() < 0)
+			vmgen_lock();
+	}
 	reason = vmgen_g.rejected[kind];
 	vmgen_unlock();
 	return reason;

@@ -68,6 +68,7 @@ struct vmgen_state {
 
 	/* 0: not initialised; 1: ready; -errno: lazy init failed for good */
 	int init_state;			/* atomic for the unlocked peek */
+	bool init_attempted;		/* rejected[] holds its findings */
 
 	/* source */
 	int kind;			/* enum vmgen_source_kind */
