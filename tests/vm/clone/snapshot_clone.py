@@ -226,6 +226,36 @@ def check_all(origin, clones, want_tokens, chk):
 	return figs
 
 
+def check_fixed_guid(origin, clones, want_tokens, chk):
+	"""The negative run: QEMU restored the clones with the saved generation
+	ID, as a hypervisor that forgets to change it would. Nothing may step,
+	and the clones must then repeat each other's protected tokens: proof
+	that the comparisons above see duplicates when there are some."""
+	start = origin.one('start')
+	if not chk.check(start is not None, 'origin: clone_app started'):
+		return
+	gen0, sgid0 = int(start['gen']), int(start['sgid'])
+	for c in clones:
+		toks = c.tokens()
+		chk.check(len(toks) >= want_tokens and
+			  all(int(t['gen']) == gen0 and int(t['sgid']) == sgid0
+			      for t in toks),
+			  '%s: %d tokens, all under generation %d, sysgenid %d'
+			  % (c.name, len(toks), gen0, sgid0))
+		chk.check(not c.all('cb') and not c.all('txn-inflight-commit'),
+			  '%s: no callback ran, the in-flight txn still commits'
+			  % c.name)
+	if len(clones) < 2:
+		return
+	lib_a = {int(t['seq']): t['lib'] for t in clones[0].tokens()}
+	lib_b = {int(t['seq']): t['lib'] for t in clones[1].tokens()}
+	common = sorted(set(lib_a) & set(lib_b))
+	chk.check(len(common) >= want_tokens and
+		  all(lib_a[s] == lib_b[s] for s in common),
+		  'without a new generation ID the clones emit the same '
+		  'libvmgenid tokens (%d rounds compared)' % len(common))
+
+
 def side_by_side(origin, clones, figs, rows):
 	"""A table a person can read: the clones' tokens round by round."""
 	a, b = clones[0], clones[1]
@@ -321,6 +351,9 @@ def main(argv=None):
 	ap.add_argument('--period-ms', type=int, default=15)
 	ap.add_argument('--parallel', action='store_true',
 			help='restore the clones at the same time')
+	ap.add_argument('--fixed-guid', metavar='UUID',
+			help='negative run: restore with this fixed generation '
+			     'ID and expect no reseed and duplicate tokens')
 	ap.add_argument('--show', action='store_true',
 			help='print the clones side by side')
 	ap.add_argument('--rows', type=int, default=16)
@@ -348,6 +381,11 @@ def main(argv=None):
 def analyse(logs, args):
 	"""Check and report; logs are origin, clone1, clone2."""
 	chk = Checker()
+	if args.fixed_guid:
+		check_fixed_guid(logs[0], logs[1:], args.tokens, chk)
+		vmctl.log('%d checks passed, %d failed'
+			  % (len(chk.passes), len(chk.failures)))
+		return not chk.failures
 	figs = check_all(logs[0], logs[1:], args.tokens, chk)
 	if figs and args.show:
 		side_by_side(logs[0], logs[1:], figs, args.rows)
@@ -388,7 +426,8 @@ def run(args):
 	env = {'VMCTL_MODULES': ','.join(os.path.basename(k)[:-3]
 					 for k in kos),
 	       'VMCTL_SHELL': '1'}
-	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel)
+	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel,
+			  guid=args.fixed_guid or 'auto')
 	vms = [origin]
 	ok = False
 	try:
@@ -425,13 +464,22 @@ def run(args):
 				args.parallel)
 		vms += clones
 		with vmctl.phase('clones run'):
-			for c in clones:
-				c.wait_for(r'^CLONE done ', 120)
-		for c in clones:
-			c.send('exit')
+			if args.fixed_guid:
+				# nothing steps, so the app never finishes:
+				# let it run as many rounds as it would have
+				last = int(re.findall(r'^CLONE tok seq=(\d+) ',
+						      origin.read_log(),
+						      re.M)[-1])
+				for c in clones:
+					c.wait_for(r'^CLONE tok seq=%d '
+						   % (last + args.tokens + 1), 120)
+			else:
+				for c in clones:
+					c.wait_for(r'^CLONE done ', 120)
+					c.send('exit')
 		for c in clones:
 			try:
-				c.wait_exit(30)
+				c.wait_exit(0 if args.fixed_guid else 30)
 			except vmctl.HarnessError:
 				c.kill()
 		ok = analyse([Log(v.name, v.read_log()) for v in vms], args)
