@@ -125,9 +125,15 @@ static int permanent_cb(const struct vmgen_event *ev, void *arg)
 			  (unsigned long long)g);
 	if (ev->reserved != 0)
 		violation("callback %d: reserved = %u", p, ev->reserved);
-	/* A callback may call the read functions (one of them does). */
+	/*
+	 * A callback may call the read functions (one of them does), and
+	 * one lingers, to widen the window in which a generation published
+	 * too early would be seen.
+	 */
 	if (p == 0 && vmgen_source_generation() < 0)
 		violation("vmgen_source_generation() failed in a callback");
+	if (p == PERMANENT - 1)
+		sched_yield();
 	perm_reasons[p][g] = ev->reasons;
 	/* Counted last: the count means "completed". */
 	__atomic_add_fetch(&perm_count[p][g], 1, __ATOMIC_RELEASE);
@@ -234,6 +240,8 @@ static int transient_cb(const struct vmgen_event *ev, void *arg)
 			  s->id, (unsigned long long)ev->new_generation,
 			  (unsigned long long)last);
 	__atomic_add_fetch(&s->calls, 1, __ATOMIC_RELAXED);
+	/* Linger, so that an unregister that does not wait is caught. */
+	sched_yield();
 	id = __atomic_load_n(&s->id, __ATOMIC_ACQUIRE);
 	if (s->self_remove && id > 0) {
 		int err = vmgen_callback_unregister(id);
