@@ -354,6 +354,9 @@ def main(argv=None):
 	ap.add_argument('--fixed-guid', metavar='UUID',
 			help='negative run: restore with this fixed generation '
 			     'ID and expect no reseed and duplicate tokens')
+	ap.add_argument('--append', default='',
+			help='more kernel command line (e.g. loglevel=6 to see '
+			     'the kernel reseed line)')
 	ap.add_argument('--show', action='store_true',
 			help='print the clones side by side')
 	ap.add_argument('--rows', type=int, default=16)
@@ -427,7 +430,7 @@ def run(args):
 					 for k in kos),
 	       'VMCTL_SHELL': '1'}
 	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel,
-			  guid=args.fixed_guid or 'auto')
+			  args.append, guid=args.fixed_guid or 'auto')
 	vms = [origin]
 	ok = False
 	try:
