@@ -11,7 +11,7 @@
 # It shows both clones side by side: an RNG without the library emits the
 # same bytes in both (the problem), the RNG that libvmgenid reseeds emits
 # different bytes (the fix), plus the generations and the timing figures.
-# About a minute under TCG once the ~85 MB kernel download is cached.
+# Under three minutes under TCG, the first run's ~85 MB download included.
 set -eu
 cd "$(dirname "$0")/.."
 build=${DEMO_BUILD_DIR:-build}
