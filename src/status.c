@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* What the library found and chose, for tools and diagnostics. */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "vmgenid-internal.h"
@@ -94,7 +95,7 @@ VMGEN_PUBLIC const char *vmgen_strerror(int err)
 
 	if (err == 0)
 		return "Success";
-	if (err > 0)
+	if (err > 0 || err == INT_MIN)
 		return "Not a negative errno";
 	switch (-err) {
 	case EALREADY:
