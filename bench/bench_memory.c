@@ -5,7 +5,8 @@
  * have been registered and run once. Anonymous memory (heap, the watcher's
  * stack, the wipe-on-fork page, liburcu's reader registry) is what the
  * process pays for alone; file-backed pages (the library's code, the
- * counter page) are shared with every other user of the file. Target:
+ * counter page, libc code the library is the first to touch) are shared
+ * with every other user of the file. Target:
  * anonymous growth < 64 KiB.
  *
  * /proc/self/smaps_rollup is read with read(2) into a static buffer, so
@@ -98,8 +99,8 @@ int main(void)
 	       m1.rss_kib - m0.rss_kib, m1.anon_kib - m0.anon_kib);
 	printf("  %-36s %8ld %8ld\n", "+ 10 callbacks, 2 steps dispatched",
 	       m2.rss_kib - m0.rss_kib, anon);
-	printf("  (RSS - anon = file-backed pages: library code, counter "
-	       "page; shared)\n");
+	printf("  (RSS - anon = file-backed, shared pages: the library's "
+	       "code, libc code\n   touched first, the counter page)\n");
 	printf("  anonymous growth target < 64 KiB  %s\n",
 	       bench_label(anon < 64));
 	bench_counter_close(&counter);

@@ -15,8 +15,8 @@
 
 #include "bench.h"
 
-#define PAIRS 20000000u		/* per thread and round */
-#define ROUNDS 3
+#define PAIRS 10000000u		/* per thread and round */
+#define ROUNDS 5
 
 struct worker {
 	pthread_t thread;
@@ -49,6 +49,7 @@ struct result {
 	double per_thread_mops;	/* mean over threads, wall clock */
 	double cpu_ns_per_pair;	/* mean over threads, thread CPU time */
 	double total_mops;	/* all threads, over the slowest's time */
+	double cpus;		/* CPU time of all / slowest's wall time */
 	bool all_committed;
 };
 
@@ -60,7 +61,7 @@ static struct result run(int nthreads)
 
 	for (int r = 0; r < ROUNDS; r++) {
 		struct result res = { .all_committed = true };
-		uint64_t slowest = 0;
+		uint64_t slowest = 0, cpu = 0;
 
 		pthread_barrier_init(&start, NULL, (unsigned int)nthreads);
 		for (int i = 0; i < nthreads; i++) {
@@ -77,12 +78,14 @@ static struct result run(int nthreads)
 					       nthreads;
 			if (w[i].wall_ns > slowest)
 				slowest = w[i].wall_ns;
+			cpu += w[i].cpu_ns;
 			if (w[i].commits != PAIRS)
 				res.all_committed = false;
 		}
 		pthread_barrier_destroy(&start);
 		res.total_mops = (double)PAIRS * nthreads * 1e3 /
 				 (double)slowest;
+		res.cpus = (double)cpu / (double)slowest;
 		if (!res.all_committed)
 			return res;
 		if (r == 0 || res.per_thread_mops > best.per_thread_mops)
@@ -97,7 +100,7 @@ int main(void)
 	struct result res[4];
 	struct bench_counter counter;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	double ratio;
+	double ratio, cpu_ratio;
 	int err;
 
 	bench_counter_open(&counter);
@@ -107,8 +110,8 @@ int main(void)
 
 	printf("scaling: begin+commit pairs, file source, %ld online CPUs, "
 	       "best of %d rounds\n", cores, ROUNDS);
-	printf("  %7s %16s %16s %14s\n", "threads", "Mpairs/s/thread",
-	       "CPU ns/pair", "Mpairs/s total");
+	printf("  %7s %16s %12s %15s %9s\n", "threads", "Mpairs/s/thread",
+	       "CPU ns/pair", "Mpairs/s total", "CPUs got");
 	for (int i = 0; i < 4; i++) {
 		res[i] = run(counts[i]);
 		if (!res[i].all_committed) {
@@ -117,17 +120,28 @@ int main(void)
 			bench_counter_close(&counter);
 			return 1;
 		}
-		printf("  %7d %16.1f %16.2f %14.1f\n", counts[i],
+		printf("  %7d %16.1f %12.2f %15.1f %9.2f\n", counts[i],
 		       res[i].per_thread_mops, res[i].cpu_ns_per_pair,
-		       res[i].total_mops);
+		       res[i].total_mops, res[i].cpus);
 	}
 	ratio = res[1].per_thread_mops / res[0].per_thread_mops;
-	printf("per-thread ratio 2/1 threads: %.2f  target >= 0.9  %s%s\n",
-	       ratio, bench_label(ratio >= 0.9),
-	       cores < 2 ? " (only one CPU: not meaningful)" : "");
-	printf("CPU ns/pair ratio 8/1 threads: %.2f (oversubscribed; "
+	printf("per-thread ratio 2/1 threads, wall clock: %.2f  target >= 0.9"
+	       "  %s\n", ratio, bench_label(ratio >= 0.9));
+	/*
+	 * Wall-clock scaling needs two idle CPUs. When the machine gave the
+	 * two threads less than that, the CPU-time ratio is the code's own
+	 * figure: it is 1.0 when the threads do not slow each other down.
+	 */
+	cpu_ratio = res[0].cpu_ns_per_pair / res[1].cpu_ns_per_pair;
+	printf("per-thread ratio 2/1 threads, CPU time:   %.2f  target >= 0.9"
+	       "  %s\n", cpu_ratio, bench_label(cpu_ratio >= 0.9));
+	if (cores < 2 || res[1].cpus < 1.8)
+		printf("  (the 2 threads got %.2f CPUs of %ld online: the "
+		       "machine is busy, so the wall-clock ratio measures "
+		       "the machine)\n", res[1].cpus, cores);
+	printf("CPU-time ratio 1/8 threads: %.2f (oversubscribed; "
 	       "1.0 = no contention)\n",
-	       res[3].cpu_ns_per_pair / res[0].cpu_ns_per_pair);
+	       res[0].cpu_ns_per_pair / res[3].cpu_ns_per_pair);
 	bench_counter_close(&counter);
 	return 0;
 }
