@@ -2,12 +2,12 @@
 /*
  * Memory the library adds to a process: resident set before any library
  * call, after vmgen_init() with the watcher thread, and after 10 callbacks
- * have been registered and run once. Anonymous memory (heap, the watcher's
- * stack, the wipe-on-fork page, liburcu's reader registry) is what the
- * process pays for alone; file-backed pages (the library's code, the
- * counter page, libc code the library is the first to touch) are shared
- * with every other user of the file. Target:
- * anonymous growth < 64 KiB.
+ * have run for two steps (one dispatched here, one by the watcher).
+ * Anonymous memory (heap, the watcher's stack, the wipe-on-fork page,
+ * liburcu's reader registry) is what the process pays for alone;
+ * file-backed pages (the library's code, the counter page, libc code the
+ * library is the first to touch) are shared with every other user of the
+ * file. Target: anonymous growth < 64 KiB.
  *
  * /proc/self/smaps_rollup is read with read(2) into a static buffer, so
  * that measuring does not allocate what it measures.
