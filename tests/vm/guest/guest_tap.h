@@ -18,6 +18,7 @@
 #define GUEST_TAP_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -98,14 +99,20 @@ static inline void tap_run(const char *name, tap_fn fn)
 		_exit(n < 0);
 	} else {
 		close(pfd[1]);
+		/*
+		 * Wait for the test first, then take what it wrote without
+		 * blocking: processes it left running (on purpose, as the
+		 * restore test's waiters) still hold the pipe open.
+		 */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		fcntl(pfd[0], F_SETFL, O_NONBLOCK);
 		while (got < (ssize_t)sizeof(msg) - 1 &&
 		       (n = read(pfd[0], msg + got,
 				 sizeof(msg) - 1 - (size_t)got)) > 0)
 			got += n;
 		msg[got] = '\0';
 		close(pfd[0]);
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
 		if (!got && WIFSIGNALED(status))
 			snprintf(msg, sizeof(msg), "fkilled by signal %d",
 				 WTERMSIG(status));
