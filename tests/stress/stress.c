@@ -71,6 +71,7 @@ static unsigned long steps_done; /* atomic, for the watchdog */
 /* The stepper's write counters (see the top comment). */
 static uint64_t writes_started, writes_done;
 
+__attribute__((format(printf, 1, 2)))
 static void violation(const char *fmt, ...)
 {
 	unsigned long n = __atomic_add_fetch(&violations, 1,
