@@ -1,27 +1,54 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The callback registry: an RCU list (liburcu-bp, which needs no thread
- * registration from the application) walked by the one dispatching thread
- * with the state lock released, so that callbacks may call back into the
- * library. Writers hold the state lock.
+ * The callback registry: an RCU list of struct cds_list_head walked by the
+ * one dispatching thread inside an urcu-bp read-side section (urcu-bp needs
+ * no thread registration from the application) with the state lock
+ * released, so that callbacks may call back into the library. Writers hold
+ * the state lock. Unregister from another thread waits on a condition
+ * variable for the dispatch in progress to end, then frees.
+ *
+ * The publication uses C11 release/acquire on the next pointers rather
+ * than liburcu 0.13's rculist (a compiler barrier and a volatile store):
+ * same ordering on every architecture we build for, and ThreadSanitizer
+ * can see it, so a real race in here would not drown in false reports.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
 #include <urcu-bp.h>
-#include <urcu/rculist.h>
+#include <urcu/compiler.h>
 
 #include "vmgenid-internal.h"
+
+static void list_add_tail_publish(struct cds_list_head *elem,
+				  struct cds_list_head *head)
+{
+	elem->next = head;
+	elem->prev = head->prev;
+	__atomic_store_n(&head->prev->next, elem, __ATOMIC_RELEASE);
+	head->prev = elem;
+}
+
+/* elem->next stays valid: a walker standing on elem goes on from there. */
+static void list_del_publish(struct cds_list_head *elem)
+{
+	elem->next->prev = elem->prev;
+	__atomic_store_n(&elem->prev->next, elem->next, __ATOMIC_RELEASE);
+}
 
 int vmgen_callbacks_run(uint64_t generation, uint32_t reasons,
 			uint64_t old_generation)
 {
+	struct cds_list_head *pos;
 	struct vmgen_cb *cb;
 	int err = 0;
 
 	urcu_bp_read_lock();
-	cds_list_for_each_entry_rcu(cb, &vmgen_g.callbacks, node) {
+	for (pos = __atomic_load_n(&vmgen_g.callbacks.next, __ATOMIC_ACQUIRE);
+	     pos != &vmgen_g.callbacks;
+	     pos = __atomic_load_n(&pos->next, __ATOMIC_ACQUIRE)) {
+		cb = caa_container_of(pos, struct vmgen_cb, node);
 		if (__atomic_load_n(&cb->removed, __ATOMIC_ACQUIRE))
 			continue;
 		if (__atomic_load_n(&cb->done, __ATOMIC_RELAXED) >= generation)
@@ -98,7 +125,7 @@ VMGEN_PUBLIC int vmgen_callback_register(vmgen_callback_fn fn, void *arg,
 	 * not yet dispatched (or being dispatched) runs this callback too.
 	 */
 	cb->done = vmgen_g.handled;
-	cds_list_add_tail_rcu(&cb->node, &vmgen_g.callbacks);
+	list_add_tail_publish(&cb->node, &vmgen_g.callbacks);
 	vmgen_g.reg_seq++;
 	ret = cb->id;
 	vmgen_unlock();
@@ -108,7 +135,7 @@ VMGEN_PUBLIC int vmgen_callback_register(vmgen_callback_fn fn, void *arg,
 VMGEN_PUBLIC int vmgen_callback_unregister(int id)
 {
 	struct vmgen_cb *cb, *found = NULL;
-	bool wait;
+	uint64_t ends;
 	int ret;
 
 	if (id <= 0)
@@ -128,7 +155,7 @@ VMGEN_PUBLIC int vmgen_callback_unregister(int id)
 	}
 	/* The dispatcher checks this before each call: it never runs again. */
 	__atomic_store_n(&found->removed, 1, __ATOMIC_RELEASE);
-	cds_list_del_rcu(&found->node);
+	list_del_publish(&found->node);
 	if (vmgen_in_dispatch_locked()) {
 		/* From a callback: the walk may still stand on it. */
 		found->next_free = vmgen_g.deferred;
@@ -136,11 +163,11 @@ VMGEN_PUBLIC int vmgen_callback_unregister(int id)
 		vmgen_unlock();
 		return 0;
 	}
-	wait = vmgen_g.dispatching;
-	vmgen_unlock();
 	/* Another thread dispatches: wait until its walk (and call) ended. */
-	if (wait)
-		urcu_bp_synchronize_rcu();
+	ends = vmgen_g.dispatch_ends;
+	while (vmgen_g.dispatching && vmgen_g.dispatch_ends == ends)
+		pthread_cond_wait(&vmgen_g.dispatch_cond, &vmgen_g.lock);
+	vmgen_unlock();
 	free(found);
 	return 0;
 }

@@ -71,6 +71,7 @@ static int dispatch_locked(void)
 		vmgen_lock();
 	} while (!err && seq != vmgen_g.reg_seq);
 	vmgen_g.dispatching = false;
+	vmgen_g.dispatch_ends++;
 	vmgen_callbacks_free_deferred_locked();
 	vmgen_g.dispatches++;
 	if (!err) {

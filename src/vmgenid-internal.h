@@ -100,6 +100,7 @@ struct vmgen_state {
 	bool dispatching;
 	pthread_t dispatcher;
 	pthread_cond_t dispatch_cond;	/* dispatch ended */
+	uint64_t dispatch_ends;		/* bumped as each dispatch ends */
 	uint64_t reg_seq;		/* bumped by every registration */
 	struct vmgen_cb *deferred;	/* unregistered by the dispatcher */
 	struct cds_list_head callbacks;

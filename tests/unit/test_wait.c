@@ -165,11 +165,16 @@ static void init_with_watcher(void **state)
 	assert_true(wait_ran(1));
 }
 
+static int steps_done;
+
+/* Keep stepping until the waiters have seen enough (bounded). */
 static void *step_main(void *p)
 {
 	int i;
 
-	for (i = 0; i < 20; i++) {
+	for (i = 0; i < 100000; i++) {
+		if (__atomic_load_n(&steps_done, __ATOMIC_ACQUIRE))
+			break;
 		(void)vmgen_trigger(0);
 		sched_yield();
 	}
@@ -190,6 +195,7 @@ static void waiters_with_watcher(void **state)
 		assert_true(n > g);
 		g = n;
 	}
+	__atomic_store_n(&steps_done, 1, __ATOMIC_RELEASE);
 	pthread_join(stepper, NULL);
 	assert_int_equal(vmgen_watcher_stop(), 0);
 }
