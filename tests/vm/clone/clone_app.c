@@ -432,10 +432,13 @@ int main(int argc, char **argv)
 	}
 
 	ret = rtc_setup();
-	if (ret == 0)
-		ret = pthread_create(&watch, NULL, resume_watch, NULL);
-	else
+	if (ret == 0) {
+		ret = -pthread_create(&watch, NULL, resume_watch, NULL);
+		if (ret < 0)	/* the token loop still reads the RTC */
+			emit("note resume-watch=unavailable err=%d", ret);
+	} else {
 		emit("note rtc=unavailable err=%d", ret);
+	}
 
 	ret = vmgen_txn_begin(&inflight);
 	if (ret < 0) {
