@@ -60,10 +60,12 @@ static DECLARE_WAIT_QUEUE_HEAD(sysgenid_outdated_wq);
 
 static bool sysgenid_fd_outdated(const struct sysgenid_file *f)
 {
+	/* Pairs with the smp_wmb() in sysgenid_bump(): see there. */
+	smp_rmb();
 	return READ_ONCE(f->acked_gen) != READ_ONCE(sysgenid_gen);
 }
 
-static void sysgenid_bump(u32 min_gen)
+static u32 sysgenid_bump(u32 min_gen)
 {
 	u32 gen;
 
@@ -85,6 +87,7 @@ static void sysgenid_bump(u32 min_gen)
 
 	wake_up_interruptible_all(&sysgenid_read_wq);
 	wake_up_interruptible_all(&sysgenid_outdated_wq);
+	return gen;
 }
 
 /* Called with sysgenid_lock held; true when the last outdated fd left. */
@@ -101,12 +104,12 @@ static void sysgenid_set_tracking(struct sysgenid_file *f, bool on)
 	spin_lock(&sysgenid_lock);
 	if (on && !f->tracked) {
 		f->tracked = true;
-		sysgenid_watchers++;
+		WRITE_ONCE(sysgenid_watchers, sysgenid_watchers + 1);
 		if (f->acked_gen != sysgenid_gen)
 			WRITE_ONCE(sysgenid_outdated, sysgenid_outdated + 1);
 	} else if (!on && f->tracked) {
 		f->tracked = false;
-		sysgenid_watchers--;
+		WRITE_ONCE(sysgenid_watchers, sysgenid_watchers - 1);
 		if (f->acked_gen != sysgenid_gen)
 			wake = sysgenid_put_outdated();
 	}
@@ -354,8 +357,7 @@ static struct miscdevice sysgenid_misc = {
 static int sysgenid_vmfork(struct notifier_block *nb, unsigned long action,
 			   void *data)
 {
-	sysgenid_bump(0);
-	pr_info("VM fork: generation %u\n", READ_ONCE(sysgenid_gen));
+	pr_info("VM fork: generation %u\n", sysgenid_bump(0));
 	return NOTIFY_DONE;
 }
 
