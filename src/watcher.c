@@ -79,7 +79,16 @@ static int build(int *epfd, int *ifd, int *kickfd)
 	watched = -1;
 	if (vmgen_g.notify == VMGEN_NOTIFY_FD) {
 		watched = vmgen_g.src_fd;
-	} else if (vmgen_g.notify != VMGEN_NOTIFY_NONE) {
+		/* A device without poll support: fall back to the tick. */
+		if (epoll_ctl(*epfd, EPOLL_CTL_ADD, watched, &ev) == 0)
+			return 0;
+		if (errno != EPERM) {
+			err = -errno;
+			goto fail;
+		}
+		vmgen_g.notify = VMGEN_NOTIFY_TIMER;
+	}
+	if (vmgen_g.notify != VMGEN_NOTIFY_NONE) {
 		*ifd = open_notify_fd();
 		if (*ifd < 0) {
 			err = *ifd;

@@ -233,6 +233,46 @@ static void raw_clone_detected(void **state)
 	assert_int_equal(vmgen_generation(), 1);
 }
 
+/*
+ * Acknowledge (DESIGN §5): after a successful dispatch the library writes
+ * the handled value to the sysgenid fd, and not after a failed one. A
+ * character device stands in for /dev/sysgenid: /dev/zero maps, polls and
+ * takes writes (it never changes, so a fork makes the step).
+ */
+static int fail_once(const struct vmgen_event *ev, void *p)
+{
+	int *n = p;
+
+	return (*n)++ == 0 ? -EIO : 0;
+}
+
+static void ack_after_dispatch(void **state)
+{
+	int fails = 0;
+	pid_t pid;
+
+	vmgen__test_reset();
+	if (access("/dev/zero", R_OK | W_OK) != 0)
+		skip();
+	assert_int_equal(vmgen_init("sysgenid:/dev/zero", 0), 0);
+	assert_int_equal(vmgen_source(), VMGEN_SOURCE_SYSGENID);
+	assert_int_equal(vmgen_tracking_enable(), -ENOTTY);
+	assert_true(vmgen_callback_register(fail_once, &fails,
+					    VMGEN_EVENT_FORK) > 0);
+	assert_int_equal(vmgen_g.ack_attempts, 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		CHILD_CHECK(vmgen_generation() == -EIO);
+		CHILD_CHECK(vmgen_g.ack_attempts == 0);
+		CHILD_CHECK(vmgen_generation() == 2);
+		CHILD_CHECK(vmgen_g.ack_attempts == 1);
+		_exit(0);
+	}
+	wait_child(pid);
+	assert_int_equal(vmgen_g.ack_attempts, 0);
+}
+
 #define TW(fn) cmocka_unit_test_setup_teardown(fn, setup_wipe, teardown)
 #define TA(fn) cmocka_unit_test_setup_teardown(fn, setup_atfork, teardown)
 
@@ -245,6 +285,7 @@ int main(void)
 		TW(child_fails_closed),
 		TW(child_restarts_watcher),
 		TW(raw_clone_detected),
+		TW(ack_after_dispatch),
 		TA(mode_reported),
 		TA(child_sees_new_generation),
 		TA(fork_and_change_coalesce),
