@@ -68,7 +68,7 @@ int vmgen_vmclock_open(const char *path, bool explicit_path)
 	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_VMCLOCK;
 	vmgen_g.fastpath.counter = vmgen_g.map;
 	/*
-	 * Linux 6.19+ lets the device fd poll when the hypervisor sends
+	 * Recent kernels let the device fd poll when the hypervisor sends
 	 * notifications (VMCLOCK_FLAG_NOTIFICATION_PRESENT); without them
 	 * poll() returns POLLHUP at once, so fall back to a 1 ms tick.
 	 */
