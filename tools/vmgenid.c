@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <vmgenid.h>
 
@@ -59,8 +60,9 @@ int tool_init(const struct vmgenid_opts *opts, unsigned int flags)
 		spec = getenv("VMGENID_SOURCE");
 	if (!spec || !*spec)
 		spec = "auto";
+	/* errno's own words: the reasons below say what was wrong */
 	fprintf(stderr, "vmgenid: cannot use generation source '%s': %s\n",
-		spec, vmgen_strerror(r));
+		spec, strerror(-r));
 	/* The library remembers why each source it tried was refused. */
 	for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
 		const char *why = vmgen_source_rejected(kind);
@@ -95,7 +97,7 @@ static int cmd_wait(const struct vmgenid_opts *opts)
 			return VMGENID_EXIT_OK;
 	}
 	r = vmgen_wait((uint64_t)gen, opts->timeout_ms);
-	if (r == -ETIMEDOUT)
+	if (r == -ETIMEDOUT || r == -ETIME)
 		return VMGENID_EXIT_TIMEOUT;
 	if (r < 0)
 		return tool_fail("waiting for a generation step", (int)r);
@@ -120,19 +122,42 @@ static int cmd_trigger(const struct vmgenid_opts *opts)
 	return VMGENID_EXIT_OK;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int cmd_wait_watchers(const struct vmgenid_opts *opts)
 {
-	int r;
+	int timeout = opts->timeout_ms, r;
+	int64_t deadline;
 
 	if (tool_init(opts, 0) < 0)
 		return VMGENID_EXIT_FAILURE;
 	/*
-	 * The ioctl's 0 means forever; our --timeout 0 means "do not wait",
-	 * and the nearest the device offers is a millisecond.
+	 * -EINTR: a step landed after we opened the device, so our own fd is
+	 * outdated and would wait for itself. Handle it and wait again, for
+	 * what is left of the timeout.
 	 */
-	r = vmgen_wait_watchers(opts->timeout_ms < 0 ? 0 :
-				opts->timeout_ms == 0 ? 1 : opts->timeout_ms);
-	if (r == -ETIMEDOUT)
+	deadline = now_ms() + opts->timeout_ms;
+	for (;;) {
+		r = vmgen_wait_watchers(timeout);
+		if (r != -EINTR)
+			break;
+		r = (int)vmgen_generation();
+		if (r < 0)
+			return tool_fail("handling a generation step", r);
+		if (opts->timeout_ms >= 0) {
+			timeout = (int)(deadline - now_ms());
+			if (timeout <= 0)
+				return VMGENID_EXIT_TIMEOUT;
+		}
+	}
+	/* -ETIME is the ioctl's own timeout code, passed through. */
+	if (r == -ETIME || r == -ETIMEDOUT)
 		return VMGENID_EXIT_TIMEOUT;
 	if (r == -EOPNOTSUPP) {
 		fprintf(stderr, "vmgenid: wait-watchers: the %s source does "
