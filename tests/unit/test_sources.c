@@ -5,6 +5,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #include "helpers.h"
 
@@ -116,6 +117,45 @@ static void vmclock_odd_then_even(void **state)
 	fake_close(&f);
 }
 
+/* A writer thread holds the seqcount odd for a while, then completes. */
+static void *slow_update_main(void *arg)
+{
+	struct fake *f = arg;
+	struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+	__atomic_store_n(vmclock_seq(f), 5, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	nanosleep(&ts, NULL);
+	__atomic_store_n(vmclock_gen(f), 77, __ATOMIC_RELAXED);
+	__atomic_store_n(vmclock_seq(f), 6, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void vmclock_writer_thread(void **state)
+{
+	struct fake f;
+	pthread_t th;
+	int64_t gen = -EAGAIN;
+	int i;
+
+	fake_vmclock(&f, VMCLOCK_MAGIC, 4096, VMC_OK_FLAGS, 5);
+	__atomic_store_n(vmclock_seq(&f), 4, __ATOMIC_RELEASE);
+	assert_int_equal(vmgen_init(spec("vmclock", &f), 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, slow_update_main, &f), 0);
+	/* Bounded retries: every answer is either -EAGAIN or right. */
+	for (i = 0; i < 1000000; i++) {
+		gen = vmgen_generation();
+		if (gen != -EAGAIN && vmgen_source_generation() == 77)
+			break;
+		assert_true(gen == -EAGAIN || gen == 1);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(gen, 2);
+	assert_int_equal(vmgen_source_generation(), 77);
+	vmgen__test_reset();
+	fake_close(&f);
+}
+
 /*
  * A writer flips the seqcount around every update as fast as it can; each
  * update writes the two halves of the counter separately, so a reader that
@@ -191,7 +231,22 @@ static void sysgenid_standin(void **state)
 	assert_int_equal(vmgen_trigger(0), -ENOTTY);
 	assert_int_equal(vmgen_tracking_enable(), -ENOTTY);
 	/* Acknowledging a stand-in would write into it: skipped. */
+	assert_int_equal(vmgen_wait_watchers(10), -ENOTTY);
 	assert_int_equal(vmgen_g.ack_attempts, 0);
+	vmgen__test_reset();
+	fake_close(&f);
+}
+
+static void tracking_flag_needs_device(void **state)
+{
+	struct fake f;
+
+	fake_u32(&f, 1);
+	assert_int_equal(vmgen_init(spec("sysgenid", &f), VMGEN_INIT_TRACKING),
+			 -ENOTTY);
+	assert_int_equal(vmgen_init(spec("file", &f), VMGEN_INIT_TRACKING),
+			 -EOPNOTSUPP);
+	assert_int_equal(vmgen_init(spec("file", &f), 0), 0);
 	vmgen__test_reset();
 	fake_close(&f);
 }
@@ -324,9 +379,11 @@ int main(void)
 		T(vmclock_missing),
 		T(default_path_needs_chardev),
 		T(vmclock_odd_then_even),
+		T(vmclock_writer_thread),
 		T(vmclock_torn_updates),
 		T(sysgenid_standin),
 		T(sysgenid_short_file),
+		T(tracking_flag_needs_device),
 		T(file_source),
 		T(file_needs_regular),
 		T(none_source),
