@@ -117,6 +117,12 @@ static int cmd_trigger(const struct vmgenid_opts *opts)
 			vmgen_source_name(vmgen_source()));
 		return VMGENID_EXIT_FAILURE;
 	}
+	if (r == -EACCES || r == -EPERM) {
+		fprintf(stderr, "vmgenid: trigger: %s (sysgenid needs "
+			"CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, a file "
+			"source write access)\n", strerror(-r));
+		return VMGENID_EXIT_FAILURE;
+	}
 	if (r < 0)
 		return tool_fail("trigger", r);
 	return VMGENID_EXIT_OK;
