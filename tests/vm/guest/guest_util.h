@@ -128,19 +128,28 @@ static inline bool child_running(pid_t pid)
 }
 
 /* Writes a line into the kernel log, to find our place in it later. */
-static inline void kmsg_mark(const char *text)
+static inline int kmsg_mark(const char *text)
 {
 	int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	char line[256];
+	int n, r;
 
-	if (fd >= 0) {
-		dprintf(fd, "%s\n", text);
-		close(fd);
-	}
+	if (fd < 0)
+		return -1;
+	/*
+	 * One write() per record; not dprintf(), whose stream seeks, which
+	 * /dev/kmsg refuses (EINVAL).
+	 */
+	n = snprintf(line, sizeof(line), "%s\n", text);
+	r = write(fd, line, (size_t)n) == n ? 0 : -1;
+	close(fd);
+	return r;
 }
 
 /*
  * The kernel log after the last occurrence of marker (all of it when
- * marker is NULL), malloc'd; NULL if it cannot be read.
+ * marker is NULL), malloc'd; NULL if it cannot be read or the marker is
+ * not in it (ENOENT).
  */
 static inline char *klog_since(const char *marker)
 {
@@ -163,8 +172,12 @@ static inline char *klog_since(const char *marker)
 		return buf;
 	for (p = buf; (p = strstr(p, marker)); p++)
 		from = p;
-	if (from)
-		memmove(buf, from, strlen(from) + 1);
+	if (!from) {
+		free(buf);
+		errno = ENOENT;
+		return NULL;
+	}
+	memmove(buf, from, strlen(from) + 1);
 	return buf;
 }
 
