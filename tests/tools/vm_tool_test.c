@@ -173,15 +173,18 @@ static const char *test_wait(void)
  */
 static const char *test_watch_track(void)
 {
-	const char *done = STATE "/track.done";
+	const char *done = STATE "/track.done", *go = STATE "/track.go";
 	char out[2048];
 	pid_t pid;
-	int rc, status;
+	int rc, status, fd;
 
 	mkdir(STATE, 0755);
 	unlink(done);
+	unlink(go);
+	/* CMD holds until told to go, so the wait below cannot race it. */
 	pid = start_watch(STATE "/track.err", "--track",
-			  "sleep 1; echo $VMGENID_SOURCE_GENERATION > "
+			  "while [ ! -e " STATE "/track.go ]; do sleep 1; "
+			  "done; echo $VMGENID_SOURCE_GENERATION > "
 			  STATE "/track.done");
 	CHECK(pid > 0, "watch --track did not arm: %s", watch_err);
 	CHECK(TOOL_RUN(out, "status", "--json") == 0 &&
@@ -189,7 +192,13 @@ static const char *test_watch_track(void)
 	CHECK(TOOL_RUN(out, "trigger") == 0, "trigger");
 	rc = TOOL_RUN(out, "wait-watchers", "--timeout", "0.1");
 	CHECK(rc == 3, "wait-watchers during CMD exited %d, not 3", rc);
-	rc = TOOL_RUN(out, "wait-watchers", "--timeout", "30");
+	CHECK(TOOL_RUN(out, "status", "--json") == 0 &&
+	      json_num(out, "outdated_watchers") >= 1,
+	      "no outdated watcher while CMD runs: %.900s", out);
+	fd = open(go, O_WRONLY | O_CREAT, 0644);
+	CHECK(fd >= 0, "%s: %s", go, strerror(errno));
+	close(fd);
+	rc = TOOL_RUN(out, "wait-watchers", "--timeout", "60");
 	CHECK(rc == 0, "wait-watchers exited %d", rc);
 	CHECK(file_exists(done), "acknowledged before CMD finished");
 	kill(pid, SIGTERM);
