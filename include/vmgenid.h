@@ -172,11 +172,13 @@ VMGEN_INLINE uint64_t vmgen__fast_generation(void)
 				      __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		s2 = __atomic_load_n(seq, __ATOMIC_RELAXED);
-		if ((s1 & 1) || s1 != s2)
-			return 0;
 #if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		s1 = __builtin_bswap32(s1);	/* the page is little endian */
+		s2 = __builtin_bswap32(s2);
 		now = __builtin_bswap64(now);
 #endif
+		if ((s1 & 1) || s1 != s2)
+			return 0;
 	}
 	/* A seqlock on the generation: 0 while the library updates it. */
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
