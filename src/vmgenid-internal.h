@@ -84,7 +84,6 @@ struct vmgen_state {
 	/* fast path */
 	struct vmgen__fastpath fastpath;
 	struct vmgen_local_page *page;
-	bool page_mapped;		/* page from mmap (else static) */
 	int fork_mode;			/* enum vmgen_fork_mode */
 	pid_t pid;
 
