@@ -23,7 +23,8 @@
  *
  * DIR (default /tmp/sysgenid-restore, carried by the snapshot) holds the
  * state between phases.
- * --timeout (default 60 s) only turns a missing wake-up into a failure.
+ * --timeout (default 60 s, or $SYSGENID_RESTORE_TIMEOUT) only turns a
+ * missing wake-up into a failure.
  * Output: TAP-like lines and "P passed, F failed" per phase (guest_tap.h);
  * exit 0 when nothing failed, 1 otherwise, 77 when there is no device.
  *
@@ -365,7 +366,11 @@ static const char *t_change_seen(void)
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
+	const char *env = getenv("SYSGENID_RESTORE_TIMEOUT");
 	int fd, first_opt = 2;
+
+	if (env)
+		timeout_s = strtol(env, NULL, 10);
 
 	/* The harness runs every program as PROG KO PHASE. */
 	if (argc == 3 && (!strcmp(argv[2], "before-save") ||
