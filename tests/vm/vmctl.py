@@ -41,6 +41,7 @@ class HarnessError(Exception):
 
 
 _t0 = time.monotonic()
+_timings = []		# (step, seconds), for the closing summary
 
 
 def log(msg):
@@ -55,7 +56,15 @@ def phase(name):
 	try:
 		yield
 	finally:
-		log('%s took %.2f s' % (name, time.monotonic() - start))
+		took = time.monotonic() - start
+		_timings.append((name, took))
+		log('%s took %.2f s' % (name, took))
+
+
+def timings():
+	"""One line: every step's duration so far and the total."""
+	return '; '.join('%s %.1f s' % t for t in _timings) + \
+		'; total %.1f s' % (time.monotonic() - _t0)
 
 
 def run(cmd, timeout=600, **kw):
@@ -1035,18 +1044,21 @@ def cmd_snapshot(args):
 			vm.save(state)
 		log('saved state: %.1f MB' % (os.path.getsize(state) / 1e6))
 		names = ['clone%d' % i for i in range(1, args.clones + 1)]
-		with phase('restore %d clone(s) %s' % (
-				args.clones,
-				'in sequence' if args.sequential
-				else 'in parallel')):
-			clones = restore_clones(vm, state, names,
-						not args.sequential)
-		vms += clones
-		with phase('after-restore'):
-			for c in clones:
-				c.send('after-restore')
-			for c in clones:
-				c.wait_for('^' + END_MARKER, args.timeout)
+		# in parallel: all clones load and run at once; in sequence:
+		# each runs to its end before the next one is restored
+		batches = [[n] for n in names] if args.sequential else [names]
+		clones = []
+		for batch in batches:
+			with phase('restore %s' % ' '.join(batch)):
+				now = restore_clones(vm, state, batch)
+			vms += now
+			clones += now
+			with phase('after-restore %s' % ' '.join(batch)):
+				for c in now:
+					c.send('after-restore')
+				for c in now:
+					c.wait_for('^' + END_MARKER,
+						   args.timeout)
 		for c in clones:
 			c.wait_exit(60)
 			ok &= report(c, [(os.path.basename(p), 'after-restore')
@@ -1138,6 +1150,8 @@ def main(argv=None):
 		return 1
 	finally:
 		_kill_all()
+		if _timings:
+			log('timings: ' + timings())
 
 
 if __name__ == '__main__':
