@@ -565,6 +565,7 @@ class VM:
 		self.qmp = None
 		self.ctl = None
 		self.ctlbuf = b''
+		self.shell_n = 0	# commands sent to the guest's shell loop
 		self.logpos = 0
 		self.logtext = ''
 
@@ -698,7 +699,7 @@ class VM:
 		"""Run a command in a guest booted with VMCTL_SHELL=1; return
 		its exit status. Its output is in the serial log."""
 		start = len(self.read_log())
-		self.shell_n = getattr(self, 'shell_n', 0) + 1
+		self.shell_n += 1
 		self.send(command)
 		m = self.wait_for(r'^vmctl: done %d rc=(\d+)' % self.shell_n,
 				  timeout, start)
@@ -745,6 +746,8 @@ class VM:
 		clone = VM(self.kernel, self.initrd, self.workdir, name,
 			   self.env, self.accel, self.append, self.mem,
 			   incoming=path, guid=self.guid)
+		# the guest's shell loop goes on counting where it was saved
+		clone.shell_n = self.shell_n
 		return clone
 
 	def resume(self, timeout=120):
@@ -1026,6 +1029,8 @@ def cmd_snapshot(args):
 	after-restore, check every program in every VM."""
 	kernel, initrd, accel, env = prepare(args)
 	env['VMCTL_PHASES'] = 'before-save,after-restore'
+	if args.check_channel:
+		env['VMCTL_SHELL'] = '1'
 	vm = VM(kernel, initrd, args.workdir, 'origin', env, accel,
 		args.append, guid=args.guid)
 	vms = [vm]
@@ -1057,8 +1062,12 @@ def cmd_snapshot(args):
 				for c in now:
 					c.send('after-restore')
 				for c in now:
-					c.wait_for('^' + END_MARKER,
+					c.wait_for('^' + END_MARKER
+						   if not args.check_channel
+						   else '^vmctl: shell',
 						   args.timeout)
+			if args.check_channel:
+				ok &= check_channel(now)
 		for c in clones:
 			c.wait_exit(60)
 			ok &= report(c, [(os.path.basename(p), 'after-restore')
@@ -1072,6 +1081,25 @@ def cmd_snapshot(args):
 		for v in vms:
 			v.kill()
 	return 0 if ok else 1
+
+
+def check_channel(clones):
+	"""Both directions of the control port in restored clones: a shell
+	command sent by the host writes a line back through ttyS1."""
+	ok = True
+	lines = set()
+	for c in clones:
+		rc = c.shell('echo "vmctl-ctl $(cat /proc/sys/kernel/random/uuid)"'
+			     ' >&3', 60)
+		line = c.recv_line(30)
+		good = rc == 0 and re.fullmatch(r'vmctl-ctl [0-9a-f-]{36}', line)
+		log('%s: control port %s: rc=%d %r' %
+		    (c.name, 'ok' if good else 'FAIL', rc, line))
+		ok &= bool(good) and line not in lines
+		lines.add(line)
+		c.send('exit')
+		c.wait_for('^' + END_MARKER, 60)
+	return ok
 
 
 def main(argv=None):
@@ -1127,6 +1155,9 @@ def main(argv=None):
 		else:
 			sp.add_argument('--clones', type=int, default=2)
 			sp.add_argument('--sequential', action='store_true')
+			sp.add_argument('--check-channel', action='store_true',
+					help='also test the control port in '
+					     'each clone')
 			sp.add_argument('--xfail', metavar='REGEX',
 					help='after-restore tests named so must '
 					     'fail (negative runs)')
