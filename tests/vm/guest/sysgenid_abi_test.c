@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -35,9 +36,12 @@
 
 static const char *ko_path;
 
+static volatile sig_atomic_t alarm_fired;
+
 static void on_alarm(int sig)
 {
-	(void)sig;	/* only there to interrupt a blocked call */
+	(void)sig;	/* there to interrupt a blocked call, and say so */
+	alarm_fired = 1;
 }
 
 /* Arms SIGALRM without SA_RESTART, so a stuck call fails with EINTR. */
@@ -45,6 +49,7 @@ static void guard(unsigned int seconds)
 {
 	struct sigaction sa = { .sa_handler = on_alarm };
 
+	alarm_fired = 0;
 	sigaction(SIGALRM, &sa, NULL);
 	alarm(seconds);
 }
@@ -728,6 +733,90 @@ static const char *t_sixteen_readers_one_trigger(void)
 	return NULL;
 }
 
+#define NSTRESS 8
+
+/* One stress worker: open, maybe track, trigger now and then, ack, close. */
+static int stress_worker(int seed)
+{
+	for (int i = 0; i < 400; i++) {
+		int fd = dev_open(O_RDWR | O_NONBLOCK);
+		uint32_t g;
+
+		if (fd < 0)
+			return 1;
+		if ((i + seed) % 2 &&
+		    ioctl(fd, SYSGENID_SET_WATCHER_TRACKING, 1))
+			return 2;
+		if ((i + seed) % 16 == 0 && trigger(fd, 0))
+			return 3;
+		if (read(fd, &g, sizeof(g)) == sizeof(g) &&
+		    write(fd, &g, sizeof(g)) != sizeof(g) && errno != EINVAL)
+			return 4;	/* EINVAL: another bump came between */
+		if ((i + seed) % 3 == 0)
+			poll_now(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+/*
+ * Openers, trackers, triggers and acks from several processes at once,
+ * while this one waits for watchers: nothing may hang, and once all are
+ * closed the counts must be back where they were.
+ */
+static const char *t_concurrent_stress(void)
+{
+	long w0 = sysfs_attr("watchers");
+	int o = dev_open(O_RDWR), waits = 0, left = NSTRESS;
+	int status[NSTRESS];
+	pid_t pids[NSTRESS];
+
+	CHECK_SYS(o);
+	for (int i = 0; i < NSTRESS; i++) {
+		pids[i] = fork();
+		CHECK_SYS(pids[i]);
+		if (pids[i] == 0) {
+			/* Gone with the test, should it fail half-way. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			_exit(stress_worker(i));
+		}
+	}
+	guard(120);	/* a hang fails the test (EINTR below), not the run */
+	while (left) {
+		long r = ioctl(o, SYSGENID_WAIT_WATCHERS, 10);
+
+		if (alarm_fired)
+			FAIL("workers still running after 120 s");
+		CHECK(r == 0 || errno == ETIME || errno == EINTR,
+		      "wait-watchers: %s", strerror(errno));
+		if (r < 0 && errno == EINTR) {
+			int n = 0;
+
+			/* EINVAL: a bump between read and write; again. */
+			while (ack(o) && errno == EINVAL && ++n < 1000)
+				;
+		}
+		waits++;
+		for (int i = 0; i < NSTRESS; i++)
+			if (pids[i] > 0 &&
+			    waitpid(pids[i], &status[i], WNOHANG) == pids[i]) {
+				pids[i] = 0;
+				left--;
+			}
+	}
+	alarm(0);
+	for (int i = 0; i < NSTRESS; i++)
+		CHECK(WIFEXITED(status[i]) && WEXITSTATUS(status[i]) == 0,
+		      "worker %d status %#x", i, status[i]);
+	CHECK(sysfs_attr("watchers") == w0, "watchers %ld, was %ld",
+	      sysfs_attr("watchers"), w0);
+	CHECK(sysfs_attr("outdated_watchers") == 0, "outdated %ld",
+	      sysfs_attr("outdated_watchers"));
+	printf("# stress: %d waits while %d workers ran\n", waits, NSTRESS);
+	close(o);
+	return NULL;
+}
+
 static int mod_unload(void)
 {
 	return (int)syscall(SYS_delete_module, SYSGENID_DEVICE_NAME,
@@ -908,6 +997,8 @@ int main(int argc, char **argv)
 		  t_open_mmap_close_no_leak },
 		{ "16 blocked readers woken by one trigger",
 		  t_sixteen_readers_one_trigger },
+		{ "concurrent open/track/trigger/ack/close from 8 processes",
+		  t_concurrent_stress },
 		{ "unload refused while an fd or mapping is open",
 		  t_unload_refused_while_used },
 		{ "100 load/unload cycles, nothing in the kernel log",
