@@ -5,22 +5,63 @@
  * source it names; then the state is torn down for the next input. Paths
  * are confined to a sandbox (sandbox.h) holding a few files that a spec
  * can name: "counter" (a valid file source), "page" (a valid VMClock
- * page), "short" (2 bytes), "empty" and the directory "dir". A leading
- * '!' asks for watcher tracking, which only sysgenid supports.
+ * page), "short" (2 bytes), "empty", the directory "dir" and the FIFO
+ * "fifo", which must be refused, not waited on. A leading '!' asks for
+ * watcher tracking, which only sysgenid supports.
+ *
+ * A hang is a failure too: a signal, one second into vmgen_init(),
+ * interrupts any blocking system call (none on these files should block),
+ * so that a blocked open() ends as -EINTR and fails the check.
  *
  * Checked beyond "no crash": the result is 0 or a negative errno, and a
  * source that initialised works (a generation >= 1, a txn that commits).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "vmgenid-internal.h"
 #include "fuzz.h"
 #include "sandbox.h"
+
+static timer_t hang_timer;
+
+static void on_hang_signal(int sig)
+{
+	(void)sig;	/* only here to interrupt a blocked system call */
+}
+
+/* A one-shot signal to this thread after @seconds; 0 disarms. */
+static void hang_timer_arm(time_t seconds)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = seconds } };
+
+	timer_settime(hang_timer, 0, &its, NULL);
+}
+
+static void hang_timer_setup(void)
+{
+	/* No SA_RESTART: the point is to end the blocked call. */
+	struct sigaction sa = { .sa_handler = on_hang_signal };
+	struct sigevent sev = {
+		.sigev_notify = SIGEV_THREAD_ID,
+		.sigev_signo = SIGRTMIN + 1,
+	};
+
+	sev._sigev_un._tid = gettid();
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGRTMIN + 1, &sa, NULL) < 0 ||
+	    timer_create(CLOCK_MONOTONIC, &sev, &hang_timer) < 0) {
+		perror("hang timer");
+		abort();
+	}
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -30,6 +71,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	/* No probing clone per input: it is the same answer every time. */
 	setenv("VMGENID_FORK_DETECTION", "atfork", 1);
+	hang_timer_setup();
 	memcpy(page + VMCLOCK_OFF_MAGIC, &magic, sizeof(magic));
 	memcpy(page + VMCLOCK_OFF_SIZE, &size, sizeof(size));
 	memcpy(page + VMCLOCK_OFF_FLAGS, &flags, sizeof(flags));
@@ -39,6 +81,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	sandbox_write("short", &counter, 2);
 	sandbox_write("empty", NULL, 0);
 	mkdirat(sandbox_dir(), "dir", 0700);
+	mkfifoat(sandbox_dir(), "fifo", 0600);
 	return 0;
 }
 
@@ -56,8 +99,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		flags = VMGEN_INIT_TRACKING;
 
 	sandbox_arm(1);
+	hang_timer_arm(1);
 	ret = vmgen_init(spec + (flags ? 1 : 0), flags);
+	hang_timer_arm(0);
 	sandbox_arm(0);
+	FUZZ_CHECK(ret != -EINTR);	/* it blocked, see above */
 	FUZZ_CHECK(ret <= 0 && ret > -4096);
 	if (ret == 0) {
 		struct vmgen_txn txn;

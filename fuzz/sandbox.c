@@ -6,6 +6,7 @@
  * _FILE_OFFSET_BITS, so that open and open64 are two symbols to define.
  */
 #undef _FILE_OFFSET_BITS
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -28,6 +29,28 @@ static int armed;
 static int dirfd_ = -1;
 static char dirpath[256];
 
+/* Empties and removes the sandbox when the harness exits normally. */
+static void sandbox_remove(void)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd = dup(dirfd_);
+
+	if (fd < 0)
+		return;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd_, de->d_name,
+				 de->d_type == DT_DIR ? AT_REMOVEDIR : 0);
+	closedir(dir);
+	rmdir(dirpath);
+}
+
 int sandbox_dir(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -46,6 +69,7 @@ int sandbox_dir(void)
 		perror("sandbox: open");
 		abort();
 	}
+	atexit(sandbox_remove);
 	return dirfd_;
 }
 
