@@ -147,6 +147,7 @@ void vmgen_source_close_locked(void)
 	free(vmgen_g.path);
 	vmgen_g.path = NULL;
 	vmgen_g.src_is_chr = false;
+	vmgen_g.src_writable = false;
 	vmgen_g.tracking = false;
 	vmgen_g.kind = VMGEN_SOURCE_NONE;
 }
@@ -162,9 +163,12 @@ int vmgen_source_reopen_locked(void)
 
 	if (!vmgen_g.src_is_chr || vmgen_g.src_fd < 0)
 		return 0;
-	fd = open(vmgen_g.path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (vmgen_g.kind == VMGEN_SOURCE_SYSGENID)
+		fd = vmgen_sysgenid_open_fd(vmgen_g.path);
+	else if ((fd = open(vmgen_g.path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+		fd = -errno;
 	if (fd < 0)
-		return -errno;
+		return fd;
 	ret = vmgen_replace_fd(vmgen_g.src_fd, fd);
 	if (ret < 0)
 		return ret;

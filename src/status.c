@@ -118,6 +118,8 @@ VMGEN_PUBLIC const char *vmgen_strerror(int err)
 		return "Invalid argument, or a callback failed without an errno";
 	case ENOTTY:
 		return "Not a sysgenid device (a stand-in file has no ioctls)";
+	case EBADF:
+		return "Device opened read-only: no permission to acknowledge or be tracked";
 	case ENOSPC:
 		return "Callback ids exhausted";
 	}

@@ -76,6 +76,7 @@ struct vmgen_state {
 	const char *rejected[VMGEN_SOURCE_COUNT];
 	int src_fd;			/* O_RDONLY, -1 for none */
 	bool src_is_chr;		/* a real device, not a stand-in */
+	bool src_writable;		/* sysgenid opened O_RDWR: can ack */
 	void *map;
 	size_t map_len;
 	uint64_t vmclock_flags;
@@ -142,6 +143,7 @@ VMGEN_HIDDEN int vmgen_vmclock_read(const void *page, uint64_t *value);
 VMGEN_HIDDEN int vmgen_sysgenid_open(const char *path, bool explicit_path);
 VMGEN_HIDDEN void vmgen_sysgenid_ack_locked(void);
 VMGEN_HIDDEN int vmgen_sysgenid_set_tracking(bool on);
+VMGEN_HIDDEN int vmgen_sysgenid_open_fd(const char *path);
 VMGEN_HIDDEN int vmgen_file_open(const char *path);
 VMGEN_HIDDEN int vmgen_file_trigger_locked(uint32_t min_generation);
 VMGEN_HIDDEN int vmgen_source_read_locked(uint64_t *value);
