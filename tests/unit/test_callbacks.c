@@ -206,6 +206,7 @@ static int unreg_other(const struct vmgen_event *ev, void *p)
 }
 
 static struct cbarg late = { .who = 9 };
+static struct vmgen_txn inside;	/* begun inside a callback */
 
 static int reg_new(const struct vmgen_event *ev, void *p)
 {
@@ -222,6 +223,7 @@ static int reg_new(const struct vmgen_event *ev, void *p)
 		assert_int_equal(vmgen_txn_begin(&t), 0);
 		assert_int_equal(t.generation, ev->new_generation);
 		assert_false(vmgen_txn_commit(&t));
+		inside = t;
 		assert_int_equal(vmgen_wait(0, 0), -EDEADLK);
 		assert_int_equal(vmgen_dispatch(), -EDEADLK);
 		assert_int_equal(vmgen_watcher_stop(), -EDEADLK);
@@ -250,6 +252,8 @@ static void reentrancy(void **state)
 	assert_int_equal(r.calls, 1);
 	assert_int_equal(r.seen_gen, 2);
 	assert_int_equal(late.calls, 1);	/* registered during: ran for 2 */
+	/* Begun inside, commits once the dispatch has published it. */
+	assert_true(vmgen_txn_commit(&inside));
 	bump();
 	assert_int_equal(vmgen_generation(), 3);
 	assert_int_equal(s.calls, 1);
