@@ -751,22 +751,32 @@ class VM:
 		"""Stop the guest, migrate its state into path, quit QEMU."""
 		with contextlib.suppress(FileNotFoundError):
 			os.unlink(path)
+		t0 = time.monotonic()
 		self.qmp.cmd('stop')
 		# 7.2 caps migration at 128 MiB/s by default; a file is local
 		self.qmp.cmd('migrate-set-parameters',
 			     **{'max-bandwidth': 8 << 30})
+		t1 = time.monotonic()
 		self.qmp.cmd('migrate', uri='exec:cat > ' + shlex.quote(path))
-		self._wait_migration(timeout)
+		info = self._wait_migration(timeout)
+		t2 = time.monotonic()
 		self.qmp.cmd('quit')
 		self.wait_exit(30)
 		self.close()
+		ram = info.get('ram', {})
+		log('%s saved: stop %.2f s, migrate %.2f s (%.1f MB, QEMU says '
+		    '%s ms), quit %.2f s' %
+		    (self.name, t1 - t0, t2 - t1,
+		     ram.get('transferred', 0) / 1e6, info.get('total-time', '?'),
+		     time.monotonic() - t2))
 
 	def _wait_migration(self, timeout):
 		deadline = time.monotonic() + timeout
 		while True:
-			st = self.qmp.cmd('query-migrate').get('status')
+			info = self.qmp.cmd('query-migrate')
+			st = info.get('status')
 			if st == 'completed':
-				return
+				return info
 			if st in ('failed', 'cancelled'):
 				raise HarnessError('%s: migration %s\n%s' %
 						   (self.name, st,
