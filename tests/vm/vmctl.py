@@ -411,7 +411,8 @@ poweroff -f
 
 # Kernel log lines that mean a kernel or module bug, whatever the tests say.
 KERNEL_TROUBLE = (r'WARNING:|BUG:|Oops|Call Trace|general protection|'
-		  r'UBSAN:|KASAN:|refcount_t:|list_add corruption|list_del corruption|'
+		  r'UBSAN:|KASAN:|refcount_t:|list_add corruption|'
+		  r'list_del corruption|'
 		  r'blocked for more than|Kernel panic|stack-protector|'
 		  r'kernel tried to execute|unable to handle')
 
@@ -460,7 +461,8 @@ def build_initramfs(kernel, out, modules=(), progs=(), files=()):
 						    KERNEL_TROUBLE))
 		os.chmod(os.path.join(stage, 'init'), 0o755)
 		for ko in modules:
-			_install(ko, stage, '/lib/modules/' + os.path.basename(ko))
+			_install(ko, stage,
+				 '/lib/modules/' + os.path.basename(ko))
 		for p in progs:
 			_install(p, stage, '/tests/' + os.path.basename(p), 0o755)
 			for lib in _ldd_deps(p):
@@ -539,7 +541,8 @@ class QMP:
 				self.events.append(r)
 				continue
 			if 'error' in r:
-				raise HarnessError('QMP %s: %s' % (name, r['error']))
+				raise HarnessError('QMP %s: %s' %
+						   (name, r['error']))
 			return r.get('return')
 
 	def close(self):
@@ -1131,6 +1134,10 @@ def cmd_snapshot(args):
 				dump_log(v)
 		for v in vms:
 			v.kill()
+		# ~90 MB per run; kept when it may help to look at a failure
+		if ok and not args.keep_state:
+			with contextlib.suppress(OSError):
+				os.unlink(state)
 	return 0 if ok else 1
 
 
@@ -1140,8 +1147,8 @@ def check_channel(clones):
 	ok = True
 	lines = set()
 	for c in clones:
-		rc = c.shell('echo "vmctl-ctl $(cat /proc/sys/kernel/random/uuid)"'
-			     ' >&3', 60)
+		rc = c.shell('echo "vmctl-ctl $(cat '
+			     '/proc/sys/kernel/random/uuid)" >&3', 60)
 		line = c.recv_line(30)
 		good = rc == 0 and re.fullmatch(r'vmctl-ctl [0-9a-f-]{36}', line)
 		log('%s: control port %s: rc=%d %r' %
@@ -1206,6 +1213,9 @@ def main(argv=None):
 		else:
 			sp.add_argument('--clones', type=int, default=2)
 			sp.add_argument('--sequential', action='store_true')
+			sp.add_argument('--keep-state', action='store_true',
+					help='keep the saved state file even '
+					     'when the run passes')
 			sp.add_argument('--check-channel', action='store_true',
 					help='also test the control port in '
 					     'each clone')
