@@ -100,7 +100,7 @@ VMGEN_PUBLIC int vmgen_source(void);
 VMGEN_PUBLIC const char *vmgen_source_name(int kind);
 VMGEN_PUBLIC const char *vmgen_source_path(void);
 VMGEN_PUBLIC const char *vmgen_source_rejected(int kind);
-VMGEN_PUBLIC int64_t vmgen_source_generation(void);
+VMGEN_PUBLIC int vmgen_source_generation(uint64_t *value);
 VMGEN_PUBLIC int vmgen_fork_mode(void);
 VMGEN_PUBLIC const char *vmgen_strerror(int err);
 

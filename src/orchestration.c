@@ -62,7 +62,10 @@ VMGEN_PUBLIC int vmgen_wait_watchers(int timeout_ms)
 	arg = timeout_ms == -1 ? 0 : timeout_ms == 0 ? 1 :
 	      (unsigned long)timeout_ms;
 	ret = ioctl(fd, SYSGENID_WAIT_WATCHERS, arg);
-	return ret < 0 ? -errno : ret;
+	if (ret < 0)
+		/* The ioctl times out with ETIME; vmgen_wait() says ETIMEDOUT. */
+		return errno == ETIME ? -ETIMEDOUT : -errno;
+	return ret;
 }
 
 VMGEN_PUBLIC int vmgen_trigger(uint32_t min_generation)

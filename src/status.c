@@ -62,19 +62,23 @@ VMGEN_PUBLIC const char *vmgen_source_rejected(int kind)
 	return reason;
 }
 
-/* VMClock's u64 is reported in 63 bits: negative values are errors. */
-VMGEN_PUBLIC int64_t vmgen_source_generation(void)
+/* Through a pointer: VMClock's counter uses all 64 bits. */
+VMGEN_PUBLIC int vmgen_source_generation(uint64_t *value)
 {
-	uint64_t value;
-	int ret = vmgen_enter();
+	uint64_t now;
+	int ret;
 
+	if (!value)
+		return -EINVAL;
+	ret = vmgen_enter();
 	if (ret < 0)
 		return ret;
-	ret = vmgen_source_read_locked(&value);
+	ret = vmgen_source_read_locked(&now);
 	vmgen_unlock();
 	if (ret < 0)
 		return ret;
-	return (int64_t)(value & (uint64_t)INT64_MAX);
+	*value = now;
+	return 0;
 }
 
 VMGEN_PUBLIC int vmgen_fork_mode(void)

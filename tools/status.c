@@ -124,7 +124,8 @@ static const char *fork_mode_name(int mode)
 struct status {
 	int source;
 	const char *path;
-	int64_t source_generation;
+	int source_generation_err;	/* 0: source_generation is valid */
+	uint64_t source_generation;
 	int64_t generation;
 	const char *fork_mode;
 	int64_t watchers;		/* negative: unknown */
@@ -154,7 +155,10 @@ static void print_json(FILE *out, const struct status *st)
 	}
 	fputs(first ? "},\n" : "\n  },\n", out);
 	fputs("  \"source_generation\": ", out);
-	json_number(out, st->source_generation);
+	if (st->source_generation_err)
+		fputs("null", out);
+	else
+		fprintf(out, "%" PRIu64, st->source_generation);
 	fputs(",\n  \"generation\": ", out);
 	json_number(out, st->generation);
 	fputs(",\n  \"fork_detection\": ", out);
@@ -190,7 +194,11 @@ static void print_text(FILE *out, const struct status *st)
 			vmgen_source_name(kind), why);
 		first = false;
 	}
-	print_count(out, "source generation:", st->source_generation);
+	if (st->source_generation_err)
+		fprintf(out, "%-19s unknown\n", "source generation:");
+	else
+		fprintf(out, "%-19s %" PRIu64 "\n", "source generation:",
+			st->source_generation);
 	print_count(out, "generation:", st->generation);
 	fprintf(out, "%-19s %s\n", "fork detection:",
 		st->fork_mode ? st->fork_mode : "unknown");
@@ -211,7 +219,8 @@ int cmd_status(const struct vmgenid_opts *opts)
 	if (st.source < 0)
 		return tool_fail("reading the source", st.source);
 	st.path = vmgen_source_path();
-	st.source_generation = vmgen_source_generation();
+	st.source_generation_err =
+		vmgen_source_generation(&st.source_generation);
 	st.generation = vmgen_generation();
 	if (st.generation < 0)
 		return tool_fail("reading the generation", (int)st.generation);

@@ -76,7 +76,8 @@ int tool_init(const struct vmgenid_opts *opts, unsigned int flags)
 
 static int cmd_wait(const struct vmgenid_opts *opts)
 {
-	int64_t gen, src, r;
+	uint64_t src;
+	int64_t gen, r;
 
 	if (tool_init(opts, 0) < 0)
 		return VMGENID_EXIT_FAILURE;
@@ -89,15 +90,15 @@ static int cmd_wait(const struct vmgenid_opts *opts)
 	if (gen < 0)
 		return tool_fail("reading the generation", (int)gen);
 	if (opts->have_since) {
-		src = vmgen_source_generation();
-		if (src < 0)
+		r = vmgen_source_generation(&src);
+		if (r < 0)
 			return tool_fail("reading the source generation",
-					 (int)src);
-		if ((uint64_t)src != opts->since)
+					 (int)r);
+		if (src != opts->since)
 			return VMGENID_EXIT_OK;
 	}
 	r = vmgen_wait((uint64_t)gen, opts->timeout_ms);
-	if (r == -ETIMEDOUT || r == -ETIME)
+	if (r == -ETIMEDOUT)
 		return VMGENID_EXIT_TIMEOUT;
 	if (r < 0)
 		return tool_fail("waiting for a generation step", (int)r);
@@ -162,8 +163,7 @@ static int cmd_wait_watchers(const struct vmgenid_opts *opts)
 				return VMGENID_EXIT_TIMEOUT;
 		}
 	}
-	/* -ETIME is the ioctl's own timeout code, passed through. */
-	if (r == -ETIME || r == -ETIMEDOUT)
+	if (r == -ETIMEDOUT)
 		return VMGENID_EXIT_TIMEOUT;
 	if (r == -EOPNOTSUPP) {
 		fprintf(stderr, "vmgenid: wait-watchers: the %s source does "

@@ -92,7 +92,7 @@ static char **make_env(const struct watch *w, const struct vmgen_event *ev,
 {
 	const char *source = w->opts->source;
 	size_t n = 0, k = 0, i;
-	int64_t src;
+	uint64_t src;
 	char **env;
 
 	while (environ && environ[n])
@@ -114,9 +114,8 @@ static char **make_env(const struct watch *w, const struct vmgen_event *ev,
 	env[k++] = bufs[0];
 	env[k++] = bufs[1];
 	env[k++] = bufs[2];
-	src = vmgen_source_generation();
-	if (src >= 0) {
-		snprintf(bufs[3], 64, "VMGENID_SOURCE_GENERATION=%" PRId64,
+	if (vmgen_source_generation(&src) == 0) {
+		snprintf(bufs[3], 64, "VMGENID_SOURCE_GENERATION=%" PRIu64,
 			 src);
 		env[k++] = bufs[3];
 	}

@@ -131,7 +131,7 @@ static int permanent_cb(const struct vmgen_event *ev, void *arg)
 	 * one lingers, to widen the window in which a generation published
 	 * too early would be seen.
 	 */
-	if (p == 0 && vmgen_source_generation() < 0)
+	if (p == 0 && vmgen_source_generation(&(uint64_t){ 0 }) < 0)
 		violation("vmgen_source_generation() failed in a callback");
 	if (p == PERMANENT - 1)
 		sched_yield();

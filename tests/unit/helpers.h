@@ -34,6 +34,15 @@ struct fake {
 	size_t len;
 };
 
+/* The source's counter, or its negative errno: one value to assert on. */
+static inline int64_t source_gen(void)
+{
+	uint64_t value;
+	int ret = vmgen_source_generation(&value);
+
+	return ret < 0 ? ret : (int64_t)value;
+}
+
 static inline void fake_open(struct fake *f, size_t len)
 {
 	f->fd = memfd_create("vmgen-fake", MFD_CLOEXEC);

@@ -228,7 +228,7 @@ static int reg_new(const struct vmgen_event *ev, void *p)
 		assert_int_equal(vmgen_dispatch(), -EDEADLK);
 		assert_int_equal(vmgen_watcher_stop(), -EDEADLK);
 		assert_int_equal(vmgen_source(), VMGEN_SOURCE_FILE);
-		assert_int_equal(vmgen_source_generation(), 1);
+		assert_int_equal(source_gen(), 1);
 	}
 	return 0;
 }

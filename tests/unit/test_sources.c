@@ -19,13 +19,23 @@ static void vmclock_valid(void **state)
 	assert_int_equal(vmgen_init(spec("vmclock", &f), 0), 0);
 	assert_int_equal(vmgen_source(), VMGEN_SOURCE_VMCLOCK);
 	assert_string_equal(vmgen_source_path(), f.path);
-	assert_int_equal(vmgen_source_generation(), 0x1234);
+	assert_int_equal(source_gen(), 0x1234);
 	assert_int_equal(vmgen_generation(), 1);
 	/* Non-repeating, not increasing: a smaller value is a change too. */
 	vmclock_set_gen(&f, 7);
-	assert_int_equal(vmgen_source_generation(), 7);
+	assert_int_equal(source_gen(), 7);
 	assert_int_equal(vmgen_generation(), 2);
 	assert_int_equal(vmgen_generation(), 2);
+	/* All 64 bits reach the caller. */
+	vmclock_set_gen(&f, UINT64_C(0x8000000000000007));
+	{
+		uint64_t v = 0;
+
+		assert_int_equal(vmgen_source_generation(&v), 0);
+		assert_true(v == UINT64_C(0x8000000000000007));
+		assert_int_equal(vmgen_source_generation(NULL), -EINVAL);
+	}
+	assert_int_equal(vmgen_generation(), 3);
 	vmgen__test_reset();
 	fake_close(&f);
 }
@@ -101,7 +111,7 @@ static void vmclock_odd_then_even(void **state)
 	assert_int_equal(vmgen_generation(), 1);
 	__atomic_store_n(vmclock_seq(&f), 3, __ATOMIC_RELEASE);
 	assert_int_equal(vmgen_vmclock_read(f.map, &v), -EAGAIN);
-	assert_int_equal(vmgen_source_generation(), -EAGAIN);
+	assert_int_equal(source_gen(), -EAGAIN);
 	assert_int_equal(vmgen_generation(), -EAGAIN);
 	{
 		struct vmgen_txn t;
@@ -151,7 +161,7 @@ static void vmclock_writer_thread(void **state)
 	}
 	pthread_join(th, NULL);
 	assert_int_equal(vmgen_generation(), 2);
-	assert_int_equal(vmgen_source_generation(), 77);
+	assert_int_equal(source_gen(), 77);
 	vmgen__test_reset();
 	fake_close(&f);
 }
@@ -223,7 +233,7 @@ static void sysgenid_standin(void **state)
 	fake_u32(&f, 41);
 	assert_int_equal(vmgen_init(spec("sysgenid", &f), 0), 0);
 	assert_int_equal(vmgen_source(), VMGEN_SOURCE_SYSGENID);
-	assert_int_equal(vmgen_source_generation(), 41);
+	assert_int_equal(source_gen(), 41);
 	assert_int_equal(vmgen_generation(), 1);
 	fake_u32_write(&f, 42);
 	assert_int_equal(vmgen_generation(), 2);
@@ -271,11 +281,11 @@ static void file_source(void **state)
 	assert_int_equal(vmgen_source(), VMGEN_SOURCE_FILE);
 	assert_int_equal(vmgen_generation(), 1);
 	assert_int_equal(vmgen_trigger(0), 0);
-	assert_int_equal(vmgen_source_generation(), 1);
+	assert_int_equal(source_gen(), 1);
 	assert_int_equal(vmgen_trigger(100), 0);
-	assert_int_equal(vmgen_source_generation(), 100);
+	assert_int_equal(source_gen(), 100);
 	assert_int_equal(vmgen_trigger(5), 0);	/* max(min, cur + 1) */
-	assert_int_equal(vmgen_source_generation(), 101);
+	assert_int_equal(source_gen(), 101);
 	/* Three changes seen at once: one step. */
 	assert_int_equal(vmgen_generation(), 2);
 	assert_int_equal(vmgen_tracking_enable(), -EOPNOTSUPP);
@@ -296,7 +306,7 @@ static void none_source(void **state)
 	assert_int_equal(vmgen_init("none", 0), 0);
 	assert_int_equal(vmgen_source(), VMGEN_SOURCE_NONE);
 	assert_null(vmgen_source_path());
-	assert_int_equal(vmgen_source_generation(), 0);
+	assert_int_equal(source_gen(), 0);
 	assert_int_equal(vmgen_generation(), 1);
 	assert_int_equal(vmgen_trigger(1), -EOPNOTSUPP);
 	assert_int_equal(vmgen_tracking_disable(), -EOPNOTSUPP);

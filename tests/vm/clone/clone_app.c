@@ -345,6 +345,15 @@ static int selftest(void)
 	return 0;
 }
 
+/* The source's counter as printed: the value, or a negative errno. */
+static int64_t source_counter(void)
+{
+	uint64_t value;
+	int ret = vmgen_source_generation(&value);
+
+	return ret < 0 ? ret : (int64_t)value;
+}
+
 static const char *source_name(void)
 {
 	const char *name = vmgen_source_name(vmgen_source());
@@ -449,7 +458,7 @@ int main(int argc, char **argv)
 	emit("start source=%s fork=%d gen=%" PRIu64 " sgid=%" PRId64
 	     " watcher=%d period_ms=%ld after=%ld openssl=\"%s\"",
 	     source_name(), vmgen_fork_mode(),
-	     start_gen, vmgen_source_generation(), !lazy, period_ms, after,
+	     start_gen, source_counter(), !lazy, period_ms, after,
 	     OpenSSL_version(OPENSSL_VERSION));
 	emit("txn-inflight-begun gen=%" PRIu64 " mono=%" PRId64,
 	     inflight.generation, clock_ns(CLOCK_MONOTONIC));
@@ -482,7 +491,7 @@ int main(int argc, char **argv)
 			memset(ossl, 0, sizeof(ossl));
 		/* Read between begin and commit: if the commit succeeds,
 		 * this is the counter the token was built under. */
-		sgid = vmgen_source_generation();
+		sgid = source_counter();
 		ok = vmgen_txn_commit(&txn);
 		mono = clock_ns(CLOCK_MONOTONIC);
 		boot = clock_ns(CLOCK_BOOTTIME);
