@@ -1017,7 +1017,8 @@ def prepare(args):
 
 def cmd_fetch(args):
 	k = fetch(args.cache)
-	print(json.dumps({'abi': k.abi, 'vmlinuz': k.vmlinuz, 'kdir': k.kdir,
+	print(json.dumps({'abi': k.abi, 'vmlinuz': k.vmlinuz,
+			  'image': k.image, 'kdir': k.kdir,
 			  'busybox': k.busybox}, indent=1))
 	return 0
 
