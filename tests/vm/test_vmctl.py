@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Host-side checks of vmctl.py's parsing, without QEMU: the verdicts the VM
+tests rest on (TAP lines, summaries, skips, expected failures, kernel
+warnings, the headers' Makefile rewrite) must fail when they should."""
+
+import os
+import re
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmctl  # noqa: E402
+
+
+def run_block(body, prog='p', ph='abi', rc=0):
+	return ('noise\nvmctl: run %s %s\n%s\nvmctl: exit %s %s rc=%d\n'
+		% (prog, ph, body, prog, ph, rc))
+
+
+class CheckRun(unittest.TestCase):
+	def verdict(self, text, xfail=None, prog='p', ph='abi'):
+		return vmctl.check_run(text, prog, ph, xfail)
+
+	def test_pass(self):
+		p, f, _ = self.verdict(run_block(
+			'ok 1 - a\nok 2 - b\n2 passed, 0 failed'))
+		self.assertEqual((p, f), (2, 0))
+
+	def test_not_ok(self):
+		p, f, m = self.verdict(run_block(
+			'ok 1 - a\nnot ok 2 - b: why\n1 passed, 1 failed', rc=1))
+		self.assertEqual(p, 1)
+		self.assertGreater(f, 0)
+		self.assertTrue(any('not ok 2 - b' in x for x in m))
+
+	def test_skip_counts_as_neither(self):
+		p, f, _ = self.verdict(run_block(
+			'ok 1 - a\nok 2 - b # SKIP no rtc\n# 1 skipped\n'
+			'1 passed, 0 failed'))
+		self.assertEqual((p, f), (1, 0))
+
+	def test_summary_must_agree(self):
+		_, f, m = self.verdict(run_block('ok 1 - a\n2 passed, 0 failed'))
+		self.assertEqual(f, 1)
+		self.assertIn('disagrees', m[0])
+
+	def test_missing_summary(self):
+		_, f, _ = self.verdict(run_block('ok 1 - a'))
+		self.assertEqual(f, 1)
+
+	def test_no_tests(self):
+		_, f, _ = self.verdict(run_block('0 passed, 0 failed'))
+		self.assertEqual(f, 1)
+
+	def test_exit_status(self):
+		_, f, m = self.verdict(run_block('ok 1 - a\n1 passed, 0 failed',
+						 rc=137))
+		self.assertEqual(f, 1)
+		self.assertIn('exit status 137', m[0])
+
+	def test_missing_program(self):
+		_, f, _ = self.verdict('vmctl: run q abi\n', prog='p')
+		self.assertEqual(f, 1)
+
+	def test_other_phase_not_taken(self):
+		text = run_block('ok 1 - a\n1 passed, 0 failed', ph='before-save')
+		_, f, _ = self.verdict(text, ph='after-restore')
+		self.assertEqual(f, 1)
+
+	def test_xfail(self):
+		body = 'ok 1 - a\nnot ok 2 - reseed seen: no\n1 passed, 1 failed'
+		_, f, _ = self.verdict(run_block(body, rc=1), xfail='reseed')
+		self.assertEqual(f, 0)
+		# an expected failure that passes is a failure
+		body = 'ok 1 - a\nok 2 - reseed seen\n2 passed, 0 failed'
+		_, f, _ = self.verdict(run_block(body), xfail='reseed')
+		self.assertEqual(f, 1)
+		# and other failures still count
+		body = ('not ok 1 - a\nnot ok 2 - reseed seen\n'
+			'0 passed, 2 failed')
+		_, f, _ = self.verdict(run_block(body, rc=1), xfail='reseed')
+		self.assertEqual(f, 1)
+
+
+class KernelTrouble(unittest.TestCase):
+	rx = re.compile(vmctl.KERNEL_TROUBLE)
+
+	def test_matches(self):
+		for line in (
+			'[ 5.4] WARNING: CPU: 0 PID: 87 at x.c:4 f+0x5/0x10',
+			'[ 5.4] BUG: kernel NULL pointer dereference, address: 0',
+			'[ 5.4] Call Trace:',
+			'[ 5.4] list_del corruption. prev->next should be x',
+			'[ 9.0] INFO: task a:1 blocked for more than 120 seconds.',
+			'[ 5.4] Kernel panic - not syncing: Fatal exception'):
+			self.assertTrue(self.rx.search(line), line)
+
+	def test_ignores(self):
+		for line in (
+			'[ 5.4] sysgenid: loading out-of-tree module taints '
+			'kernel.',
+			'[ 5.4] sysgenid: module verification failed: signature '
+			'and/or required key missing - tainting kernel',
+			'[ 5.5] random: crng reseeded due to virtual machine fork',
+			'ok 3 - unload while in use: EBUSY'):
+			self.assertFalse(self.rx.search(line), line)
+
+	def test_busybox_grep_syntax(self):
+		# /init hands the same pattern to busybox grep -E (POSIX ERE):
+		# no Python-only constructs
+		self.assertNotIn('(?', vmctl.KERNEL_TROUBLE)
+		self.assertNotIn('\\d', vmctl.KERNEL_TROUBLE)
+
+
+class HeadersMakefile(unittest.TestCase):
+	def test_rewrite(self):
+		with tempfile.TemporaryDirectory() as root:
+			abi = '6.1.0-99-amd64'
+			k = vmctl.Kernel(root, abi)
+			common = os.path.join(root, 'usr', 'src',
+					      'linux-headers-6.1.0-99-common')
+			os.makedirs(k.kdir)
+			os.makedirs(common)
+			open(os.path.join(common, 'Makefile'), 'w').close()
+			mk = os.path.join(k.kdir, 'Makefile')
+			with open(mk, 'w') as f:
+				f.write('include /usr/src/linux-headers-6.1.0-99-'
+					'common/Makefile\n')
+			vmctl._rewrite_headers_makefile(k)
+			with open(mk) as f:
+				text = f.read()
+			self.assertNotIn('/usr/src', text)
+			self.assertIn('../linux-headers-6.1.0-99-common/Makefile',
+				      text)
+			self.assertTrue(text.endswith('\n'))
+			# a second pass finds nothing to rewrite: an error, not
+			# a silent success
+			with self.assertRaises(vmctl.HarnessError):
+				vmctl._rewrite_headers_makefile(k)
+
+
+class Distinct(unittest.TestCase):
+	class Fake:
+		def __init__(self, name, text):
+			self.name = name
+			self.text = text
+
+		def read_log(self):
+			return self.text
+
+	def test(self):
+		a = self.Fake('c1', 'vmctl-distinct: 00ff\n')
+		b = self.Fake('c2', 'vmctl-distinct: 11ee\n')
+		c = self.Fake('c3', 'vmctl-distinct: 00ff\n')
+		self.assertTrue(vmctl.check_distinct([a, b]))
+		self.assertFalse(vmctl.check_distinct([a, b, c]))
+
+
+if __name__ == '__main__':
+	unittest.main()
