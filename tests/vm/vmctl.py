@@ -27,7 +27,7 @@ import time
 
 SKIP = 77
 TCG_BOOT_TIMEOUT = 240		# kernel to /init under TCG takes ~6 s idle
-KVM_PROBE_TIMEOUT = 12	# a KVM that works boots a PVH kernel in ~1 s
+KVM_PROBE_TIMEOUT = 12	# over twice what TCG needs for the same boot
 BOOT_MARKER = 'vmctl: booted'
 END_MARKER = 'vmctl: end'
 FORK_LINE = 'crng reseeded due to virtual machine fork'
