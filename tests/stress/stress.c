@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -349,41 +350,69 @@ static int child_checks(const struct vmgen_txn *before, int64_t parent_gen)
 	return 0;
 }
 
+static pid_t children[STEPS / FORK_EVERY];
+static unsigned int nchildren;
+
 static void fork_round(int64_t gen, unsigned int *forks)
 {
 	struct vmgen_txn txn;
-	uint64_t t0;
+	struct pollfd pfd;
+	unsigned char verdict;
+	int fds[2], r;
 	pid_t pid;
-	int status;
 
 	if (vmgen_txn_begin(&txn) < 0 || txn.generation != (uint64_t)gen) {
 		violation("begin before fork: not generation %lld",
 			  (long long)gen);
 		return;
 	}
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		violation("pipe: %s", strerror(errno));
+		return;
+	}
 	pid = fork();
 	if (pid < 0) {
 		violation("fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
 		return;
 	}
-	if (pid == 0)
-		_exit(child_checks(&txn, gen));
-	t0 = now_ms();
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() - t0 > CHILD_TIMEOUT_MS) {
-			violation("fork child hung (a lock held across "
-				  "fork?)");
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return;
-		}
-		usleep(1000);
+	if (pid == 0) {
+		verdict = (unsigned char)child_checks(&txn, gen);
+		if (write(fds[1], &verdict, 1) != 1)
+			_exit(2);
+		_exit(verdict);
 	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		violation("fork child failed: status %#x", status);
+	close(fds[1]);
+	children[nchildren++] = pid;
+	/*
+	 * Wait for the child's verdict, not for its exit: on a loaded machine
+	 * the kernel can take seconds to tear down an exiting process's
+	 * inotify instance (an SRCU grace period), which is no hang of ours.
+	 * The children are reaped at the end.
+	 */
+	pfd = (struct pollfd){ .fd = fds[0], .events = POLLIN };
+	do
+		r = poll(&pfd, 1, CHILD_TIMEOUT_MS);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0 || read(fds[0], &verdict, 1) != 1) {
+		violation("fork child died or hung before its verdict (a lock "
+			  "held across fork?)");
+		kill(pid, SIGKILL);
+	} else if (verdict != 0) {
+		violation("fork child failed: check %u", verdict);
+	}
+	close(fds[0]);
 	if (!vmgen_txn_commit(&txn))
 		violation("parent: a txn begun before fork no longer commits");
 	(*forks)++;
+}
+
+static void reap_children(void)
+{
+	for (unsigned int i = 0; i < nchildren; i++)
+		while (waitpid(children[i], NULL, 0) < 0 && errno == EINTR)
+			;
 }
 
 /* --- the stepper and main ---------------------------------------------- */
@@ -522,6 +551,7 @@ int main(int argc, char **argv)
 			transient_calls += slots[i][n].calls;
 	}
 	pthread_join(dog, NULL);
+	reap_children();
 
 	/* Exactly one run per permanent callback per generation. */
 	g = vmgen_generation();
