@@ -74,6 +74,14 @@ static int dispatch_locked(void)
 	vmgen_g.dispatch_ends++;
 	vmgen_callbacks_free_deferred_locked();
 	vmgen_g.dispatches++;
+	/*
+	 * A callback that forked returns here in the child too: the child
+	 * must not publish the parent's step; the fork folds into a new one.
+	 */
+	if (!err && vmgen_fork_check_locked()) {
+		pthread_cond_broadcast(&vmgen_g.dispatch_cond);
+		return 0;
+	}
 	if (!err) {
 		vmgen_g.handled = target;
 		vmgen_g.reasons = 0;

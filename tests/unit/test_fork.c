@@ -273,6 +273,50 @@ static void ack_after_dispatch(void **state)
 	assert_int_equal(vmgen_g.ack_attempts, 0);
 }
 
+/*
+ * A VM callback that forks, once: the child returns into the parent's
+ * dispatch. (The child's own step still carries the VM reason, so the
+ * callback runs there again.)
+ */
+static pid_t forked_in_callback = -1;
+
+static int fork_inside(const struct vmgen_event *ev, void *p)
+{
+	if (forked_in_callback == -1)
+		forked_in_callback = fork();
+	return forked_in_callback < 0 ? -errno : 0;
+}
+
+static void fork_inside_callback(void **state)
+{
+	struct forkrec r = { 0 };
+	struct vmgen_txn t;
+
+	forked_in_callback = -1;
+	assert_true(vmgen_callback_register(fork_inside, NULL,
+					    VMGEN_EVENT_VM) > 0);
+	assert_true(vmgen_callback_register(on_fork, &r, VMGEN_EVENT_FORK) > 0);
+	assert_int_equal(vmgen_generation(), 1);
+	fake_u32_write(&src, 1);
+	/* Both processes come back from this dispatch. */
+	if (vmgen_txn_begin(&t) == 0 && forked_in_callback == 0) {
+		/*
+		 * The child must not publish the parent's step as its own:
+		 * its fork callback runs before its begin returns.
+		 */
+		CHILD_CHECK(r.calls == 1);
+		CHILD_CHECK(r.pid == getpid());
+		CHILD_CHECK(t.generation == 3);
+		CHILD_CHECK(vmgen_txn_commit(&t));
+		_exit(0);
+	}
+	assert_true(forked_in_callback > 0);
+	wait_child(forked_in_callback);
+	assert_int_equal(t.generation, 2);
+	assert_int_equal(r.calls, 0);
+	assert_true(vmgen_txn_commit(&t));
+}
+
 #define TW(fn) cmocka_unit_test_setup_teardown(fn, setup_wipe, teardown)
 #define TA(fn) cmocka_unit_test_setup_teardown(fn, setup_atfork, teardown)
 
@@ -286,12 +330,14 @@ int main(void)
 		TW(child_restarts_watcher),
 		TW(raw_clone_detected),
 		TW(ack_after_dispatch),
+		TW(fork_inside_callback),
 		TA(mode_reported),
 		TA(child_sees_new_generation),
 		TA(fork_and_change_coalesce),
 		TA(child_fails_closed),
 		TA(child_restarts_watcher),
 		TA(raw_clone_detected),
+		TA(fork_inside_callback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
