@@ -44,18 +44,6 @@ static uint32_t awslc_generation(void)
 	return *awslc_addr;
 }
 
-static uint64_t pairs_inline(uint64_t n)
-{
-	struct vmgen_txn txn;
-	uint64_t commits = 0;
-
-	for (uint64_t i = 0; i < n; i++) {
-		vmgen_txn_begin(&txn);
-		commits += vmgen_txn_commit(&txn);
-	}
-	return commits;
-}
-
 static uint64_t pairs_floor(uint64_t n)
 {
 	const uint32_t *p = (const uint32_t *)counter_page;
@@ -148,9 +136,9 @@ int main(int argc, char **argv)
 	if (err < 0)
 		bench_die("vmgen_init", err);
 	/* The first call settles the generation; time only the steady state. */
-	pairs_inline(1);
+	bench_pairs(1);
 
-	t_inline = measure(pairs_inline, FAST_ITERS, &commits_inline);
+	t_inline = measure(bench_pairs, FAST_ITERS, &commits_inline);
 	t_exported = measure(bench_pairs_exported, FAST_ITERS,
 			     &commits_exported);
 	t_floor = measure(pairs_floor, FAST_ITERS, NULL);

@@ -11,12 +11,5 @@
 
 uint64_t bench_pairs_exported(uint64_t n)
 {
-	struct vmgen_txn txn;
-	uint64_t commits = 0;
-
-	for (uint64_t i = 0; i < n; i++) {
-		vmgen_txn_begin(&txn);
-		commits += vmgen_txn_commit(&txn);
-	}
-	return commits;
+	return bench_pairs(n);
 }
