@@ -10,7 +10,7 @@
  * The oracle: init succeeds only for a page the design accepts (magic
  * "VCLK", size >= 112, VM_GEN_COUNTER_PRESENT, at least 112 bytes), always
  * succeeds for such a page with an even seqcount, and then reports the
- * little-endian counter at offset 104 (its low 63 bits, as documented).
+ * little-endian counter at offset 104, all 64 bits of it.
  */
 #include <endian.h>
 #include <errno.h>
