@@ -68,7 +68,8 @@ int vmgen_open_source(int kind, const char *path, bool explicit_path,
 	struct stat st;
 	int fd, err;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO put at the path must not hang us. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		err = -errno;
 		if (err == -ENOENT || err == -ENOTDIR || err == -ENXIO ||
@@ -165,7 +166,8 @@ int vmgen_source_reopen_locked(void)
 		return 0;
 	if (vmgen_g.kind == VMGEN_SOURCE_SYSGENID)
 		fd = vmgen_sysgenid_open_fd(vmgen_g.path);
-	else if ((fd = open(vmgen_g.path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+	else if ((fd = open(vmgen_g.path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+			    O_NONBLOCK)) < 0)
 		fd = -errno;
 	if (fd < 0)
 		return fd;
@@ -273,9 +275,6 @@ static int init_locked(const char *spec, unsigned int flags)
 		if (ret < 0)
 			goto fail;
 	}
-	ret = vmgen_notify_setup_locked();
-	if (ret < 0)
-		goto fail;
 	ret = vmgen_fork_setup_locked();
 	if (ret < 0)
 		goto fail;

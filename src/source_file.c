@@ -50,7 +50,7 @@ int vmgen_file_trigger_locked(uint32_t min_generation)
 	next = cur + 1;
 	if (min_generation > next)
 		next = min_generation;
-	fd = open(vmgen_g.path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open(vmgen_g.path, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	n = pwrite(fd, &next, sizeof(next), 0);

@@ -22,13 +22,13 @@
  */
 int vmgen_sysgenid_open_fd(const char *path)
 {
-	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
 	vmgen_g.src_writable = fd >= 0;
 	if (fd < 0 && errno != EACCES && errno != EPERM && errno != EROFS)
 		return -errno;
 	if (fd < 0)
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	return fd < 0 ? -errno : fd;
 }
 

@@ -172,7 +172,7 @@ VMGEN_HIDDEN void vmgen_callbacks_free_deferred_locked(void);
 VMGEN_HIDDEN void vmgen_callbacks_free_all_locked(void);
 
 /* watcher.c */
-VMGEN_HIDDEN int vmgen_notify_setup_locked(void);
+VMGEN_HIDDEN int vmgen_notify_ensure_locked(void);
 VMGEN_HIDDEN void vmgen_notify_close_locked(void);
 VMGEN_HIDDEN int vmgen_notify_reset_locked(void);
 VMGEN_HIDDEN void vmgen_notify_drain(void);

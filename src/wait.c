@@ -88,6 +88,11 @@ VMGEN_PUBLIC int64_t vmgen_wait(uint64_t generation, int timeout_ms)
 		vmgen_unlock();
 		return -EDEADLK;
 	}
+	ret = vmgen_notify_ensure_locked();
+	if (ret < 0) {
+		vmgen_unlock();
+		return ret;
+	}
 	if (timeout_ms >= 0)
 		deadline = now_ms() + timeout_ms;
 	for (;;) {

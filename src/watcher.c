@@ -113,10 +113,18 @@ fail:
 	return err;
 }
 
-int vmgen_notify_setup_locked(void)
+/*
+ * Built on first need (vmgen_fd(), vmgen_wait(), the watcher), not at
+ * initialisation: a process that only begins and commits should hold no
+ * inotify instance (128 per user) and no 1 ms VMClock tick.
+ */
+int vmgen_notify_ensure_locked(void)
 {
-	int ret = build(&vmgen_g.epfd, &vmgen_g.ifd, &vmgen_g.kickfd);
+	int ret;
 
+	if (vmgen_g.epfd >= 0)
+		return 0;
+	ret = build(&vmgen_g.epfd, &vmgen_g.ifd, &vmgen_g.kickfd);
 	return ret < 0 ? ret : 0;
 }
 
@@ -162,6 +170,8 @@ void vmgen_notify_drain(void)
 	notify = vmgen_g.notify;
 	fd = notify == VMGEN_NOTIFY_FD ? vmgen_g.src_fd : vmgen_g.ifd;
 	vmgen_unlock();
+	if (fd < 0)		/* nothing built yet: nothing to consume */
+		return;
 	switch (notify) {
 	case VMGEN_NOTIFY_INOTIFY:
 	case VMGEN_NOTIFY_TIMER:
@@ -184,7 +194,9 @@ VMGEN_PUBLIC int vmgen_fd(void)
 
 	if (ret < 0)
 		return ret;
-	ret = vmgen_g.epfd;
+	ret = vmgen_notify_ensure_locked();
+	if (ret == 0)
+		ret = vmgen_g.epfd;
 	vmgen_unlock();
 	return ret;
 }
@@ -249,6 +261,11 @@ static int watcher_start_locked(void)
 	if (vmgen_g.watcher_running) {
 		vmgen_unlock();
 		return -EALREADY;
+	}
+	ret = vmgen_notify_ensure_locked();
+	if (ret < 0) {
+		vmgen_unlock();
+		return ret;
 	}
 	vmgen_g.watcher_restart = false;
 	stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

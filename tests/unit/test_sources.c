@@ -3,8 +3,10 @@
  * Sources (DESIGN §3): VMClock validation and seqcount reads, a file
  * standing in for sysgenid, the file source, the spec syntax.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "helpers.h"
@@ -301,6 +303,72 @@ static void file_needs_regular(void **state)
 			    "not a regular file");
 }
 
+/* A FIFO put where a source should be: rejected, without blocking. */
+static void fifo_rejected(void **state)
+{
+	char dir[] = "/tmp/vmgenid-fifo-XXXXXX", path[64], spec_[80];
+	static const char *const kinds[] = { "file", "sysgenid", "vmclock" };
+	size_t i;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(spec_, sizeof(spec_), "%s:%s", kinds[i], path);
+		assert_int_equal(vmgen_init(spec_, 0), -ENODEV);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
+/* How many inotify instances this process holds. */
+static int inotify_fds(void)
+{
+	char link[300], target[64];
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+	ssize_t len;
+
+	assert_non_null(dir);
+	while ((d = readdir(dir))) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", d->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = 0;
+		n += strcmp(target, "anon_inode:inotify") == 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+/*
+ * Begin and commit need no notification: the inotify instance (128 per
+ * user) is made only for vmgen_fd(), vmgen_wait() and the watcher.
+ */
+static void notification_is_lazy(void **state)
+{
+	struct vmgen_txn t;
+	struct fake f;
+	int before = inotify_fds();
+
+	fake_u32(&f, 0);
+	assert_int_equal(vmgen_init(spec("file", &f), 0), 0);
+	assert_int_equal(vmgen_txn_begin(&t), 0);
+	fake_u32_write(&f, 1);
+	assert_false(vmgen_txn_commit(&t));
+	assert_int_equal(vmgen_generation(), 2);
+	assert_int_equal(inotify_fds(), before);
+	assert_true(vmgen_fd() >= 0);
+	assert_int_equal(inotify_fds(), before + 1);
+	/* Made once: the fd stays the same. */
+	assert_int_equal(vmgen_fd(), vmgen_fd());
+	assert_int_equal(inotify_fds(), before + 1);
+	vmgen__test_reset();
+	fake_close(&f);
+}
+
 static void none_source(void **state)
 {
 	assert_int_equal(vmgen_init("none", 0), 0);
@@ -396,6 +464,8 @@ int main(void)
 		T(tracking_flag_needs_device),
 		T(file_source),
 		T(file_needs_regular),
+		T(fifo_rejected),
+		T(notification_is_lazy),
 		T(none_source),
 		T(auto_source),
 		T(bad_specs),
