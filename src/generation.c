@@ -10,14 +10,17 @@
 
 VMGEN_PUBLIC const struct vmgen__fastpath *vmgen__fastpath;
 
-/* The seqlock discipline the inline vmgen__fast_generation() expects. */
+/*
+ * The seqlock discipline the inline vmgen__fast_generation() expects: a
+ * reader that sees the new source_seen (acquire) sees generation 0 or the
+ * new one when it re-reads it, never the old one.
+ */
 void vmgen_publish_locked(uint64_t generation, uint64_t seen)
 {
 	struct vmgen__local *local = &vmgen_g.page->local;
 
 	__atomic_store_n(&local->generation, 0, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&local->source_seen, seen, __ATOMIC_RELAXED);
+	__atomic_store_n(&local->source_seen, seen, __ATOMIC_RELEASE);
 	__atomic_store_n(&local->generation, generation, __ATOMIC_RELEASE);
 }
 

@@ -104,8 +104,8 @@ int vmgen_vmclock_read(const void *counter, uint64_t *value)
 		s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
 		if (le32toh(s1) & 1)
 			continue;
-		v = __atomic_load_n(gen, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		/* acquire: the re-read of seq stays after it */
+		v = __atomic_load_n(gen, __ATOMIC_ACQUIRE);
 		s2 = __atomic_load_n(seq, __ATOMIC_RELAXED);
 		if (s1 == s2) {
 			*value = le64toh(v);

@@ -110,8 +110,8 @@ static inline void vmclock_set_gen(struct fake *f, uint64_t gen)
 	uint32_t seq = __atomic_load_n(vmclock_seq(f), __ATOMIC_RELAXED);
 
 	__atomic_store_n(vmclock_seq(f), seq + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(vmclock_gen(f), gen, __ATOMIC_RELAXED);
+	/* release: a reader that sees the new value sees the odd count */
+	__atomic_store_n(vmclock_gen(f), gen, __ATOMIC_RELEASE);
 	__atomic_store_n(vmclock_seq(f), seq + 2, __ATOMIC_RELEASE);
 }
 

@@ -188,10 +188,27 @@ static void child_fails_closed(void **state)
 }
 
 /* The child restarts a watcher that ran in the parent, when first used. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 static void child_restarts_watcher(void **state)
 {
 	pid_t pid;
 
+#ifdef UNDER_TSAN
+	/*
+	 * ThreadSanitizer cannot follow a thread started in the child of a
+	 * threaded parent ("dup thread with used id"): every other build
+	 * runs this case.
+	 */
+	fprintf(stderr, "skip: TSan does not support threads after fork\n");
+	skip();
+#endif
 	assert_int_equal(vmgen_watcher_start(), 0);
 	pid = fork();
 	assert_true(pid >= 0);
@@ -291,6 +308,7 @@ static void fork_inside_callback(void **state)
 {
 	struct forkrec r = { 0 };
 	struct vmgen_txn t;
+	int ret;
 
 	forked_in_callback = -1;
 	assert_true(vmgen_callback_register(fork_inside, NULL,
@@ -299,17 +317,20 @@ static void fork_inside_callback(void **state)
 	assert_int_equal(vmgen_generation(), 1);
 	fake_u32_write(&src, 1);
 	/* Both processes come back from this dispatch. */
-	if (vmgen_txn_begin(&t) == 0 && forked_in_callback == 0) {
+	ret = vmgen_txn_begin(&t);
+	if (forked_in_callback == 0) {
 		/*
 		 * The child must not publish the parent's step as its own:
 		 * its fork callback runs before its begin returns.
 		 */
+		CHILD_CHECK(ret == 0);
 		CHILD_CHECK(r.calls == 1);
 		CHILD_CHECK(r.pid == getpid());
 		CHILD_CHECK(t.generation == 3);
 		CHILD_CHECK(vmgen_txn_commit(&t));
 		_exit(0);
 	}
+	assert_int_equal(ret, 0);
 	assert_true(forked_in_callback > 0);
 	wait_child(forked_in_callback);
 	assert_int_equal(t.generation, 2);

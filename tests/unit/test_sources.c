@@ -136,9 +136,9 @@ static void *slow_update_main(void *arg)
 	struct timespec ts = { 0, 2 * 1000 * 1000 };
 
 	__atomic_store_n(vmclock_seq(f), 5, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
 	nanosleep(&ts, NULL);
-	__atomic_store_n(vmclock_gen(f), 77, __ATOMIC_RELAXED);
+	/* release: a reader that sees 77 sees the odd count before it */
+	__atomic_store_n(vmclock_gen(f), 77, __ATOMIC_RELEASE);
 	__atomic_store_n(vmclock_seq(f), 6, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -189,12 +189,14 @@ static void *flip_main(void *arg)
 
 	for (i = 1; !__atomic_load_n(&fl->stop, __ATOMIC_ACQUIRE); i++) {
 		__atomic_store_n(seq, ++s, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_RELEASE);
-		/* Both halves equal in every complete value. */
-		__atomic_store_n(&half[0], (uint32_t)i, __ATOMIC_RELAXED);
+		/*
+		 * Both halves equal in every complete value. release: a
+		 * reader that sees a new half sees the odd count before it.
+		 */
+		__atomic_store_n(&half[0], (uint32_t)i, __ATOMIC_RELEASE);
 		if (i % 64 == 0)
 			sched_yield();	/* widen the window: torn state */
-		__atomic_store_n(&half[1], (uint32_t)i, __ATOMIC_RELAXED);
+		__atomic_store_n(&half[1], (uint32_t)i, __ATOMIC_RELEASE);
 		__atomic_store_n(seq, ++s, __ATOMIC_RELEASE);
 		if (i % 64 == 32)
 			sched_yield();	/* and let readers in when whole */
