@@ -35,4 +35,7 @@ if no_skips and skipped:
     # CI installs everything the tests need, so a skip there is a failure.
     print("skipped, and --no-skips forbids it:\n  " + "\n  ".join(skipped))
     sys.exit(1)
+if total["passed"] == 0:
+    print("no test passed: nothing was checked")
+    sys.exit(1)
 sys.exit(1 if total["failed"] else 0)
