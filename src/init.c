@@ -136,6 +136,20 @@ int vmgen_map_source(int kind, int fd)
 	return 0;
 }
 
+/* Make a mapped source the one in use; on failure the caller cleans up. */
+int vmgen_source_adopt(int kind, int fd, const char *path,
+		       uint32_t counter_kind)
+{
+	vmgen_g.path = strdup(path);
+	if (!vmgen_g.path)
+		return -ENOMEM;
+	vmgen_g.kind = kind;
+	vmgen_g.src_fd = fd;
+	vmgen_g.fastpath.counter_kind = counter_kind;
+	vmgen_g.fastpath.counter = vmgen_g.map;
+	return 0;
+}
+
 void vmgen_source_close_locked(void)
 {
 	if (vmgen_g.map)

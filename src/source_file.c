@@ -21,20 +21,14 @@ int vmgen_file_open(const char *path)
 	if (fd < 0)
 		return fd;
 	ret = vmgen_map_source(VMGEN_SOURCE_FILE, fd);
+	if (ret == 0)
+		ret = vmgen_source_adopt(VMGEN_SOURCE_FILE, fd, path,
+					 VMGEN__COUNTER_U32);
 	if (ret < 0) {
+		vmgen_source_close_locked();
 		close(fd);
 		return ret;
 	}
-	vmgen_g.path = strdup(path);
-	if (!vmgen_g.path) {
-		vmgen_source_close_locked();
-		close(fd);
-		return -ENOMEM;
-	}
-	vmgen_g.kind = VMGEN_SOURCE_FILE;
-	vmgen_g.src_fd = fd;
-	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_U32;
-	vmgen_g.fastpath.counter = vmgen_g.map;
 	vmgen_g.notify = VMGEN_NOTIFY_INOTIFY;
 	return 0;
 }

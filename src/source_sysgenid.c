@@ -57,20 +57,14 @@ int vmgen_sysgenid_open(const char *path, bool explicit_path)
 		}
 	}
 	ret = vmgen_map_source(VMGEN_SOURCE_SYSGENID, fd);
+	if (ret == 0)
+		ret = vmgen_source_adopt(VMGEN_SOURCE_SYSGENID, fd, path,
+					 VMGEN__COUNTER_U32);
 	if (ret < 0) {
+		vmgen_source_close_locked();
 		close(fd);
 		return ret;
 	}
-	vmgen_g.path = strdup(path);
-	if (!vmgen_g.path) {
-		vmgen_source_close_locked();
-		close(fd);
-		return -ENOMEM;
-	}
-	vmgen_g.kind = VMGEN_SOURCE_SYSGENID;
-	vmgen_g.src_fd = fd;
-	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_U32;
-	vmgen_g.fastpath.counter = vmgen_g.map;
 	/* A file standing in for the device cannot poll: watch its inode. */
 	vmgen_g.notify = vmgen_g.src_is_chr ? VMGEN_NOTIFY_FD :
 					      VMGEN_NOTIFY_INOTIFY;

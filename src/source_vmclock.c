@@ -58,15 +58,10 @@ int vmgen_vmclock_open(const char *path, bool explicit_path)
 			     "VM_GEN_COUNTER_PRESENT not set");
 		goto fail_unmap;
 	}
-	vmgen_g.path = strdup(path);
-	if (!vmgen_g.path) {
-		ret = -ENOMEM;
+	ret = vmgen_source_adopt(VMGEN_SOURCE_VMCLOCK, fd, path,
+				 VMGEN__COUNTER_VMCLOCK);
+	if (ret < 0)
 		goto fail_unmap;
-	}
-	vmgen_g.kind = VMGEN_SOURCE_VMCLOCK;
-	vmgen_g.src_fd = fd;
-	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_VMCLOCK;
-	vmgen_g.fastpath.counter = vmgen_g.map;
 	/*
 	 * Recent kernels let the device fd poll when the hypervisor sends
 	 * notifications (VMCLOCK_FLAG_NOTIFICATION_PRESENT); without them

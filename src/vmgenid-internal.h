@@ -153,6 +153,8 @@ VMGEN_HIDDEN int vmgen_open_source(int kind, const char *path,
 				   bool explicit_path, bool want_regular);
 VMGEN_HIDDEN void vmgen_reject(int kind, const char *reason);
 VMGEN_HIDDEN int vmgen_map_source(int kind, int fd);
+VMGEN_HIDDEN int vmgen_source_adopt(int kind, int fd, const char *path,
+				    uint32_t counter_kind);
 
 /* fork.c */
 VMGEN_HIDDEN int vmgen_fork_setup_locked(void);
