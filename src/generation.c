@@ -30,6 +30,24 @@ bool vmgen_in_dispatch_locked(void)
 	       pthread_equal(vmgen_g.dispatcher, pthread_self());
 }
 
+/*
+ * vmgen_enter() for the calls that would wait for the very dispatch they
+ * are called from (wait, dispatch, watcher start and stop): -EDEADLK
+ * inside a callback.
+ */
+int vmgen_enter_outside_callback(void)
+{
+	int ret = vmgen_enter();
+
+	if (ret < 0)
+		return ret;
+	if (vmgen_in_dispatch_locked()) {
+		vmgen_unlock();
+		return -EDEADLK;
+	}
+	return 0;
+}
+
 /* Fold a fork and any source change seen now into at most one step. */
 static int observe_locked(void)
 {

@@ -160,6 +160,7 @@ VMGEN_HIDDEN int vmgen_source_adopt(int kind, int fd, const char *path,
 VMGEN_HIDDEN int vmgen_fork_setup_locked(void);
 VMGEN_HIDDEN void vmgen_fork_release_locked(void);
 VMGEN_HIDDEN bool vmgen_fork_check_locked(void);
+VMGEN_HIDDEN int vmgen_enter_outside_callback(void);
 VMGEN_HIDDEN void vmgen_atfork_register(void);
 
 /* generation.c */

@@ -80,14 +80,10 @@ VMGEN_PUBLIC int64_t vmgen_wait(uint64_t generation, int timeout_ms)
 
 	if (timeout_ms < -1)
 		return -EINVAL;
-	ret = vmgen_enter();
+	/* Inside a callback the generation cannot move until we return. */
+	ret = vmgen_enter_outside_callback();
 	if (ret < 0)
 		return ret;
-	/* Inside a callback the generation cannot move until we return. */
-	if (vmgen_in_dispatch_locked()) {
-		vmgen_unlock();
-		return -EDEADLK;
-	}
 	ret = vmgen_notify_ensure_locked();
 	if (ret < 0) {
 		vmgen_unlock();

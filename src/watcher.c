@@ -207,13 +207,9 @@ VMGEN_PUBLIC int vmgen_dispatch(void)
 	int64_t gen;
 	int ret;
 
-	ret = vmgen_enter();
+	ret = vmgen_enter_outside_callback();
 	if (ret < 0)
 		return ret;
-	if (vmgen_in_dispatch_locked()) {
-		vmgen_unlock();
-		return -EDEADLK;
-	}
 	vmgen_unlock();
 	vmgen_notify_drain();
 	vmgen_lock();
@@ -292,15 +288,11 @@ static int watcher_start_locked(void)
 
 VMGEN_PUBLIC int vmgen_watcher_start(void)
 {
-	int ret = vmgen_enter();
+	/* A callback could be in the watcher a stop is joining. */
+	int ret = vmgen_enter_outside_callback();
 
 	if (ret < 0)
 		return ret;
-	/* A callback could be in the watcher a stop is joining. */
-	if (vmgen_in_dispatch_locked()) {
-		vmgen_unlock();
-		return -EDEADLK;
-	}
 	vmgen_unlock();
 	pthread_mutex_lock(&vmgen_watcher_lock);
 	ret = watcher_start_locked();
@@ -373,14 +365,10 @@ static int watcher_stop(bool from_destructor)
 
 VMGEN_PUBLIC int vmgen_watcher_stop(void)
 {
-	int ret = vmgen_enter();
+	int ret = vmgen_enter_outside_callback();
 
 	if (ret < 0)
 		return ret;
-	if (vmgen_in_dispatch_locked()) {
-		vmgen_unlock();
-		return -EDEADLK;
-	}
 	vmgen_unlock();
 	return watcher_stop(false);
 }
