@@ -684,7 +684,7 @@ static void do_mremap(void)
 		return;
 	/* VM_DONTEXPAND: it may move or stay, but not grow. */
 	if (len > page)
-		report_fail("mremap(%s) grew the mapping", args);
+		report_fail("mremap(%s) left a mapping over a page", args);
 	m->addr = p;
 	m->len = len;
 	if (m->prot & PROT_READ)
