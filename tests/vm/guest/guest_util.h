@@ -24,6 +24,8 @@
 
 #include <linux/sysgenid.h>
 
+#include "guest_tap.h"
+
 static const char *dev_path = "/dev/" SYSGENID_DEVICE_NAME;
 static const char *sysfs_dir = "/sys/class/misc/" SYSGENID_DEVICE_NAME;
 
@@ -192,6 +194,35 @@ static inline const char *klog_find_any(const char *log,
 			return p;
 	}
 	return NULL;
+}
+
+/*
+ * The start of a test that runs in phase "abi" only: other phases report
+ * one skipped test; the device must open and we must be root (triggers,
+ * module loads). Returns -1 to go on, else the exit status to return.
+ */
+static inline int guest_abi_preflight(const char *what, const char *phase)
+{
+	int fd;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(phase, "abi")) {
+		printf("ok 1 - %s # SKIP runs in phase abi, not %s\n", what,
+		       phase);
+		return tap_done();
+	}
+	fd = dev_open(O_RDWR);
+	if (fd < 0) {
+		printf("# SKIP: cannot open %s: %s\n", dev_path,
+		       strerror(errno));
+		return 77;
+	}
+	close(fd);
+	if (geteuid() != 0) {
+		printf("# SKIP: needs root (trigger, module load)\n");
+		return 77;
+	}
+	return -1;
 }
 
 #endif /* GUEST_UTIL_H */

@@ -1007,7 +1007,7 @@ int main(int argc, char **argv)
 		  t_kernel_not_tainted_by_warn },
 	};
 	const char *phase = "abi";
-	int fd;
+	int ret;
 
 	if (argc == 3 && argv[1][0] != '-') {
 		ko_path = argv[1];
@@ -1026,23 +1026,9 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (strcmp(phase, "abi")) {
-		printf("ok 1 - sysgenid ABI # SKIP runs in phase abi, not %s\n",
-		       phase);
-		return tap_done();
-	}
-	fd = dev_open(O_RDWR);
-	if (fd < 0) {
-		printf("# SKIP: cannot open %s: %s\n", dev_path,
-		       strerror(errno));
-		return 77;
-	}
-	close(fd);
-	if (geteuid() != 0) {
-		printf("# SKIP: needs root (trigger, module load)\n");
-		return 77;
-	}
+	ret = guest_abi_preflight("sysgenid ABI", phase);
+	if (ret >= 0)
+		return ret;
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		tap_run(tests[i].name, tests[i].fn);

@@ -1134,23 +1134,9 @@ int main(int argc, char **argv)
 	}
 	ko_path = argv[1];
 	phase = argv[2];
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (strcmp(phase, "abi")) {
-		printf("ok 1 - sysgenid syscall fuzz # SKIP runs in phase abi, not %s\n",
-		       phase);
-		return tap_done();
-	}
-	fd = dev_open(O_RDWR);
-	if (fd < 0) {
-		printf("# SKIP: cannot open %s: %s\n", dev_path,
-		       strerror(errno));
-		return 77;
-	}
-	close(fd);
-	if (geteuid() != 0) {
-		printf("# SKIP: needs root (trigger, module load)\n");
-		return 77;
-	}
+	ret = guest_abi_preflight("sysgenid syscall fuzz", phase);
+	if (ret >= 0)
+		return ret;
 	env = getenv("SYSGENID_FUZZ_SECONDS");
 	if (env && atoi(env) > 0)
 		fuzz_seconds = (unsigned int)atoi(env);
