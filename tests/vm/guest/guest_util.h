@@ -196,6 +196,24 @@ static inline const char *klog_find_any(const char *log,
 	return NULL;
 }
 
+/* NULL if the kernel log since marker has none of the words, else why. */
+static inline const char *klog_clean_since(const char *marker,
+					   const char *const *bad)
+{
+	const char *hit;
+	char *log = klog_since(marker);
+
+	if (!log && errno == ENOENT)
+		FAIL("the kernel log wrapped past our marker: "
+		     "something logs heavily");
+	CHECK(log, "cannot read the kernel log: %s", strerror(errno));
+	hit = klog_find_any(log, bad);
+	if (hit)
+		snprintf(tap_why, sizeof(tap_why), "kernel log: %.200s", hit);
+	free(log);
+	return hit ? tap_why : NULL;
+}
+
 /*
  * The start of a test that runs in phase "abi" only: other phases report
  * one skipped test; the device must open and we must be root (triggers,

@@ -873,24 +873,6 @@ static const char *t_unload_refused_while_used(void)
 	return NULL;
 }
 
-/* NULL if the kernel log since marker has none of the words, else why. */
-static const char *klog_clean_since(const char *marker,
-				    const char *const *bad)
-{
-	const char *hit;
-	char *log = klog_since(marker);
-
-	if (!log && errno == ENOENT)
-		FAIL("the kernel log wrapped past our marker: "
-		     "something logs heavily");
-	CHECK(log, "cannot read the kernel log: %s", strerror(errno));
-	hit = klog_find_any(log, bad);
-	if (hit)
-		snprintf(tap_why, sizeof(tap_why), "kernel log: %.200s", hit);
-	free(log);
-	return hit ? tap_why : NULL;
-}
-
 static const char *t_load_unload_100(void)
 {
 	/*

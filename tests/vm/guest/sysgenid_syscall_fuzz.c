@@ -1029,17 +1029,8 @@ static const char *t_klog_clean(void)
 		"refcount_t", "list_add corruption", "list_del corruption",
 		NULL,
 	};
-	char *log = klog_since(klog_marker);
-	const char *hit;
 
-	if (!log && errno == ENOENT)
-		FAIL("the kernel log wrapped past our marker");
-	CHECK(log, "cannot read the kernel log: %s", strerror(errno));
-	hit = klog_find_any(log, bad);
-	if (hit)
-		snprintf(tap_why, sizeof(tap_why), "kernel log: %.300s", hit);
-	free(log);
-	return hit ? tap_why : NULL;
+	return klog_clean_since(klog_marker, bad);
 }
 
 static const char *t_reload(void)
