@@ -99,8 +99,11 @@ VMGEN_PUBLIC const char *vmgen_strerror(int err)
 
 	if (err == 0)
 		return "Success";
-	if (err > 0 || err == INT_MIN)
+	if (err > 0)
 		return "Not a negative errno";
+	/* Negative, but no errno: and -INT_MIN would overflow. */
+	if (err == INT_MIN)
+		return "Unknown error";
 	switch (-err) {
 	case EALREADY:
 		return "Already initialised (or watcher already running)";
