@@ -262,6 +262,43 @@ static void reentrancy(void **state)
 	assert_int_equal(vmgen_callback_unregister(victim.self_id), -ENOENT);
 }
 
+/*
+ * vmgen_trigger() inside a callback: allowed (no -EDEADLK), it does not
+ * dispatch there; its change is a new step that the call which ran the
+ * dispatch runs next, before it returns.
+ */
+static int trigger_once(const struct vmgen_event *ev, void *p)
+{
+	struct cbarg *a = p;
+
+	rec(ev, p);
+	if (a->calls == 1) {
+		assert_int_equal(vmgen_trigger(0), 0);
+		assert_int_equal(source_gen(), 2);
+		/* Not dispatched here: still the step being dispatched. */
+		assert_int_equal(vmgen_generation(), ev->new_generation);
+	}
+	return 0;
+}
+
+static void trigger_inside(void **state)
+{
+	struct cbarg a = { .who = 1 };
+
+	assert_true(vmgen_callback_register(trigger_once, &a,
+					    VMGEN_EVENT_ANY) > 0);
+	bump();
+	assert_int_equal(vmgen_generation(), 3);
+	assert_int_equal(a.calls, 2);
+	assert_int_equal(lg.ev[0].old_generation, 1);
+	assert_int_equal(lg.ev[0].new_generation, 2);
+	assert_int_equal(lg.ev[1].reasons, VMGEN_EVENT_VM);
+	assert_int_equal(lg.ev[1].old_generation, 2);
+	assert_int_equal(lg.ev[1].new_generation, 3);
+	assert_int_equal(vmgen_generation(), 3);
+	assert_int_equal(a.calls, 2);
+}
+
 /* After unregister returns, the callback is not running. */
 struct slow {
 	int in, out;
@@ -343,6 +380,7 @@ int main(void)
 		TS(fail_then_new_step),
 		TS(register_while_pending),
 		TS(reentrancy),
+		TS(trigger_inside),
 		TS(unregister_waits),
 		TS(bad_arguments),
 	};

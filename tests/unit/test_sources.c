@@ -265,6 +265,37 @@ static void tracking_flag_needs_device(void **state)
 	fake_close(&f);
 }
 
+/*
+ * The file source's trigger at the top of the u32: cur + 1 wraps to 0 and
+ * the counter becomes max(min, 0); the library's generation keeps going
+ * up. As in the module's sysgenid_bump(), except that the module never
+ * lands on the current value: trigger(0xffffffff) at 0xffffffff writes
+ * the same value here (no change is seen): vmgen_trigger(3) BUGS says so.
+ */
+static void file_trigger_wraps(void **state)
+{
+	struct fake f;
+
+	fake_u32(&f, 0xffffffff);
+	assert_int_equal(vmgen_init(spec("file", &f), 0), 0);
+	assert_int_equal(vmgen_generation(), 1);
+	assert_int_equal(vmgen_trigger(0), 0);
+	assert_int_equal(source_gen(), 0);
+	assert_int_equal(vmgen_generation(), 2);
+	fake_u32_write(&f, 0xffffffff);
+	assert_int_equal(vmgen_generation(), 3);
+	assert_int_equal(vmgen_trigger(7), 0);
+	assert_int_equal(source_gen(), 7);
+	assert_int_equal(vmgen_generation(), 4);
+	fake_u32_write(&f, 0xffffffff);
+	assert_int_equal(vmgen_generation(), 5);
+	assert_int_equal(vmgen_trigger(0xffffffff), 0);
+	assert_int_equal(source_gen(), 0xffffffff);
+	assert_int_equal(vmgen_generation(), 5);
+	vmgen__test_reset();
+	fake_close(&f);
+}
+
 static void sysgenid_short_file(void **state)
 {
 	struct fake f;
@@ -465,6 +496,7 @@ int main(void)
 		T(sysgenid_short_file),
 		T(tracking_flag_needs_device),
 		T(file_source),
+		T(file_trigger_wraps),
 		T(file_needs_regular),
 		T(fifo_rejected),
 		T(notification_is_lazy),
