@@ -318,18 +318,35 @@ VMGEN_PUBLIC int vmgen_init(const char *source, unsigned int flags)
 {
 	int ret;
 
-	if (flags & ~(unsigned int)(VMGEN_INIT_WATCHER | VMGEN_INIT_TRACKING))
-		return -EINVAL;
 	vmgen_lock();
-	/* A failed lazy init may be replaced by an explicit one. */
+	if (flags & ~(unsigned int)(VMGEN_INIT_WATCHER | VMGEN_INIT_TRACKING)) {
+		ret = -EINVAL;
+		goto fail_closed;
+	}
+	/* A failed init, lazy or explicit, may be replaced by a new one. */
 	if (vmgen_g.init_state > 0) {
 		vmgen_unlock();
 		return -EALREADY;
 	}
 	ret = init_locked(source, flags);
+	if (ret < 0)
+		goto fail_closed;
 	vmgen_unlock();
 	if (ret == 0 && (flags & VMGEN_INIT_WATCHER))
 		ret = vmgen_watcher_start();
+	return ret;
+
+fail_closed:
+	/*
+	 * The caller demanded something we could not give: never fall back
+	 * to a lazy default behind its back (it may log the error and carry
+	 * on). Every later call reports this error until an init succeeds.
+	 */
+	if (vmgen_g.init_state <= 0) {
+		vmgen_g.init_attempted = true;
+		__atomic_store_n(&vmgen_g.init_state, ret, __ATOMIC_RELEASE);
+	}
+	vmgen_unlock();
 	return ret;
 }
 
