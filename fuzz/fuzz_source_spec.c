@@ -68,12 +68,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	static unsigned char page[4096];
 	uint32_t counter = 7, magic = VMCLOCK_MAGIC, size = 4096;
 	uint64_t flags = VMCLOCK_FLAG_VM_GEN_COUNTER, gen = 42;
+	uint16_t version = VMCLOCK_VERSION;
 
 	/* No probing clone per input: it is the same answer every time. */
 	setenv("VMGENID_FORK_DETECTION", "atfork", 1);
 	hang_timer_setup();
 	memcpy(page + VMCLOCK_OFF_MAGIC, &magic, sizeof(magic));
 	memcpy(page + VMCLOCK_OFF_SIZE, &size, sizeof(size));
+	memcpy(page + VMCLOCK_OFF_VERSION, &version, sizeof(version));
 	memcpy(page + VMCLOCK_OFF_FLAGS, &flags, sizeof(flags));
 	memcpy(page + VMCLOCK_OFF_GEN, &gen, sizeof(gen));
 	sandbox_write("counter", &counter, sizeof(counter));

@@ -8,15 +8,17 @@
  *     input, so the validation (magic, size, flags, file length) and the
  *     mapping run as they do on a device, then the generation and a txn.
  * The oracle: init succeeds only for a page the design accepts (magic
- * "VCLK", size >= 112, VM_GEN_COUNTER_PRESENT, at least 112 bytes), always
- * succeeds for such a page with an even seqcount, and then reports the
- * little-endian counter at offset 104, all 64 bits of it.
+ * "VCLK", version 1, 112 <= size <= the mapped page, as the kernel's
+ * vmclock_probe() demands, VM_GEN_COUNTER_PRESENT, at least 112 bytes),
+ * always succeeds for such a page with an even seqcount, and then reports
+ * the little-endian counter at offset 104, all 64 bits of it.
  */
 #include <endian.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmgenid-internal.h"
 #include "fuzz.h"
@@ -55,7 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seq_even = !(le_at(page, VMCLOCK_OFF_SEQ, 4) & 1);
 	acceptable = size >= VMCLOCK_MIN_SIZE &&
 		     le_at(page, VMCLOCK_OFF_MAGIC, 4) == VMCLOCK_MAGIC &&
+		     le_at(page, VMCLOCK_OFF_VERSION, 2) == VMCLOCK_VERSION &&
 		     le_at(page, VMCLOCK_OFF_SIZE, 4) >= VMCLOCK_MIN_SIZE &&
+		     le_at(page, VMCLOCK_OFF_SIZE, 4) <=
+			     (uint64_t)sysconf(_SC_PAGESIZE) &&
 		     (le_at(page, VMCLOCK_OFF_FLAGS, 8) &
 		      VMCLOCK_FLAG_VM_GEN_COUNTER);
 

@@ -14,6 +14,14 @@
 
 #include "vmgenid-internal.h"
 
+static uint16_t le16_at(const unsigned char *page, size_t off)
+{
+	uint16_t v;
+
+	memcpy(&v, page + off, sizeof(v));
+	return le16toh(v);
+}
+
 static uint32_t le32_at(const unsigned char *page, size_t off)
 {
 	uint32_t v;
@@ -48,8 +56,18 @@ int vmgen_vmclock_open(const char *path, bool explicit_path)
 		vmgen_reject(VMGEN_SOURCE_VMCLOCK, "wrong magic");
 		goto fail_unmap;
 	}
+	/* The kernel's vmclock_probe() refuses both of these. */
+	if (le16_at(page, VMCLOCK_OFF_VERSION) != VMCLOCK_VERSION) {
+		vmgen_reject(VMGEN_SOURCE_VMCLOCK, "version is not 1");
+		goto fail_unmap;
+	}
 	if (le32_at(page, VMCLOCK_OFF_SIZE) < VMCLOCK_MIN_SIZE) {
 		vmgen_reject(VMGEN_SOURCE_VMCLOCK, "too small (size < 112)");
+		goto fail_unmap;
+	}
+	if (le32_at(page, VMCLOCK_OFF_SIZE) > vmgen_g.map_len) {
+		vmgen_reject(VMGEN_SOURCE_VMCLOCK,
+			     "size larger than the mapped page");
 		goto fail_unmap;
 	}
 	vmgen_g.vmclock_flags = le64_at(page, VMCLOCK_OFF_FLAGS);

@@ -96,9 +96,12 @@ static inline uint64_t *vmclock_gen(struct fake *f)
 static inline void fake_vmclock(struct fake *f, uint32_t magic, uint32_t size,
 				uint64_t flags, uint64_t gen)
 {
+	uint16_t version = VMCLOCK_VERSION;
+
 	fake_open(f, 4096);
 	memcpy((char *)f->map + VMCLOCK_OFF_MAGIC, &magic, 4);
 	memcpy((char *)f->map + VMCLOCK_OFF_SIZE, &size, 4);
+	memcpy((char *)f->map + VMCLOCK_OFF_VERSION, &version, 2);
 	memcpy((char *)f->map + VMCLOCK_OFF_FLAGS, &flags, 8);
 	__atomic_store_n(vmclock_gen(f), gen, __ATOMIC_RELAXED);
 	__atomic_store_n(vmclock_seq(f), 2, __ATOMIC_RELEASE);

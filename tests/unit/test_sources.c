@@ -44,24 +44,41 @@ static void vmclock_valid(void **state)
 
 static void vmclock_rejects(void **state)
 {
+	/* size 0 below: one byte more than the page the library maps */
 	static const struct {
 		uint32_t magic, size;
+		uint16_t version;
 		uint64_t flags;
 		const char *reason;
 	} cases[] = {
-		{ 0x12345678, 4096, VMC_OK_FLAGS, "wrong magic" },
-		{ VMCLOCK_MAGIC, 104, VMC_OK_FLAGS, "too small (size < 112)" },
-		{ VMCLOCK_MAGIC, 4096, 0, "VM_GEN_COUNTER_PRESENT not set" },
-		{ VMCLOCK_MAGIC, 4096, VMCLOCK_FLAG_NOTIFICATION,
+		{ 0x12345678, 4096, 1, VMC_OK_FLAGS, "wrong magic" },
+		{ VMCLOCK_MAGIC, 104, 1, VMC_OK_FLAGS,
+		  "too small (size < 112)" },
+		{ VMCLOCK_MAGIC, 4096, 1, 0, "VM_GEN_COUNTER_PRESENT not set" },
+		{ VMCLOCK_MAGIC, 4096, 1, VMCLOCK_FLAG_NOTIFICATION,
 		  "VM_GEN_COUNTER_PRESENT not set" },
+		/* As the kernel's vmclock_probe(): version 1 only... */
+		{ VMCLOCK_MAGIC, 4096, 0, VMC_OK_FLAGS, "version is not 1" },
+		{ VMCLOCK_MAGIC, 4096, 2, VMC_OK_FLAGS, "version is not 1" },
+		{ VMCLOCK_MAGIC, 4096, 0x0101, VMC_OK_FLAGS,
+		  "version is not 1" },
+		/* ...and no size beyond what is mapped. */
+		{ VMCLOCK_MAGIC, 0, 1, VMC_OK_FLAGS,
+		  "size larger than the mapped page" },
+		{ VMCLOCK_MAGIC, UINT32_MAX, 1, VMC_OK_FLAGS,
+		  "size larger than the mapped page" },
 	};
+	uint32_t size;
 	size_t i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct fake f;
 
-		fake_vmclock(&f, cases[i].magic, cases[i].size,
-			     cases[i].flags, 1);
+		size = cases[i].size ? cases[i].size :
+		       (uint32_t)sysconf(_SC_PAGESIZE) + 1;
+		fake_vmclock(&f, cases[i].magic, size, cases[i].flags, 1);
+		memcpy((char *)f.map + VMCLOCK_OFF_VERSION, &cases[i].version,
+		       sizeof(cases[i].version));
 		assert_int_equal(vmgen_init(spec("vmclock", &f), 0), -ENODEV);
 		assert_string_equal(vmgen_source_rejected(VMGEN_SOURCE_VMCLOCK),
 				    cases[i].reason);
