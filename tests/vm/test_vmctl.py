@@ -141,6 +141,48 @@ class HeadersMakefile(unittest.TestCase):
 				vmctl._rewrite_headers_makefile(k)
 
 
+class KernelChoice(unittest.TestCase):
+	def setUp(self):
+		self.saved = os.environ.pop('VMCTL_KERNEL', None)
+
+	def tearDown(self):
+		os.environ.pop('VMCTL_KERNEL', None)
+		if self.saved is not None:
+			os.environ['VMCTL_KERNEL'] = self.saved
+
+	def test_precedence(self):
+		self.assertEqual(vmctl.kernel_name(), 'generic')
+		os.environ['VMCTL_KERNEL'] = 'cloud'
+		self.assertEqual(vmctl.kernel_name(), 'cloud')
+		# the option wins over the environment
+		self.assertEqual(vmctl.kernel_name('6.12'), '6.12')
+
+	def test_unknown(self):
+		os.environ['VMCTL_KERNEL'] = 'rt'
+		with self.assertRaises(vmctl.HarnessError):
+			vmctl.kernel_name()
+		with self.assertRaises(SystemExit):
+			vmctl.main(['fetch'])
+
+	def test_abi_names(self):
+		for abi, name in (('6.1.0-57-amd64', 'generic'),
+				  ('6.1.0-57-cloud-amd64', 'cloud'),
+				  ('6.12.117+deb12-amd64', '6.12')):
+			self.assertEqual(vmctl.Kernel('/x', abi).name, name)
+			for other, (_, rx) in vmctl.KERNELS.items():
+				self.assertEqual(bool(re.fullmatch(rx, abi)),
+						 other == name, (abi, other))
+
+	def test_common_headers(self):
+		# the cloud headers depend on the generic -common package
+		self.assertEqual(vmctl.common_headers('6.1.0-57-cloud-amd64'),
+				 'linux-headers-6.1.0-57-common')
+		self.assertEqual(vmctl.common_headers('6.1.0-57-amd64'),
+				 'linux-headers-6.1.0-57-common')
+		self.assertEqual(vmctl.common_headers('6.12.117+deb12-amd64'),
+				 'linux-headers-6.12.117+deb12-common')
+
+
 class Distinct(unittest.TestCase):
 	class Fake:
 		def __init__(self, name, text):

@@ -88,12 +88,41 @@ def run(cmd, timeout=600, **kw):
 
 # ---------------------------------------------------------------- fetch ---
 
+# The kernels a Debian 12 VM may run (DESIGN section 8), by the name that
+# --kernel and VMCTL_KERNEL take: how apt names today's ABI of each, and what
+# such an ABI looks like (to reuse a cached one when apt is unusable).
+#   generic  linux-image-amd64 -> 6.1.0-N-amd64, CONFIG_VMGENID=y
+#   cloud    linux-image-cloud-amd64 -> 6.1.0-N-cloud-amd64, no vmgenid
+#            driver at all (# CONFIG_VIRT_DRIVERS is not set)
+#   6.12     the newest linux-image-6.12.N+deb12-amd64 in Debian 12's
+#            archive (bookworm's security and updates suites carry it)
+KERNELS = {
+	'generic': ('linux-image-amd64', r'\d+\.\d+\.\d+-\d+-amd64'),
+	'cloud': ('linux-image-cloud-amd64', r'\d+\.\d+\.\d+-\d+-cloud-amd64'),
+	'6.12': (None, r'6\.12\.\d+\+deb12-amd64'),
+}
+DEFAULT_KERNEL = 'generic'	# the quickest: a PVH vmlinux boots in 3-6 s
+
+
+def kernel_name(name=None):
+	"""The kernel to use: name if given, else $VMCTL_KERNEL, else
+	generic."""
+	name = name or os.environ.get('VMCTL_KERNEL') or DEFAULT_KERNEL
+	if name not in KERNELS:
+		raise HarnessError('unknown kernel %r (VMCTL_KERNEL or --kernel: '
+				   'one of %s)' % (name, ', '.join(KERNELS)))
+	return name
+
+
 class Kernel:
 	"""An unpacked Debian kernel: image, module headers, busybox."""
 
-	def __init__(self, root, abi):
+	def __init__(self, root, abi, name=None):
 		self.root = root
 		self.abi = abi
+		self.name = name or next(
+			(n for n, (_, rx) in KERNELS.items()
+			 if re.fullmatch(rx, abi)), abi)
 		self.vmlinuz = os.path.join(root, 'boot', 'vmlinuz-' + abi)
 		self.kdir = os.path.join(root, 'usr', 'src',
 					 'linux-headers-' + abi)
@@ -105,11 +134,29 @@ class Kernel:
 		"""What QEMU boots: the uncompressed vmlinux through its PVH
 		entry when we have it (TCG takes 3-5 s to boot it against 15-25
 		s for the xz bzImage, most of which the decompressor spends);
-		VMCTL_BZIMAGE=1 boots the bzImage as a boot loader would."""
+		VMCTL_BZIMAGE=1 boots the bzImage as a boot loader would. The
+		cloud kernel's bzImage is LZ4 (no vmlinux is unpacked from it)
+		and boots in about 3 s as it is."""
 		if os.environ.get('VMCTL_BZIMAGE') != '1' and \
 		   os.path.exists(self.vmlinux):
 			return self.vmlinux
 		return self.vmlinuz
+
+	@property
+	def boot_method(self):
+		return 'PVH vmlinux' if self.image == self.vmlinux else 'bzImage'
+
+	def cc(self):
+		"""The compiler the headers were configured with (gcc-12 for
+		every Debian 12 kernel so far), from CONFIG_CC_VERSION_TEXT;
+		Debian's headers set CC to the same name, so make uses it."""
+		conf = os.path.join(self.kdir, 'include', 'config', 'auto.conf')
+		with open(conf) as f:
+			m = re.search(r'^CONFIG_CC_VERSION_TEXT="?(\S+)', f.read(),
+				      re.M)
+		if not m:
+			raise HarnessError('%s: no CONFIG_CC_VERSION_TEXT' % conf)
+		return m.group(1)
 
 	def complete(self):
 		return all(os.path.exists(p) for p in
@@ -145,19 +192,52 @@ def _apt_show(pkg):
 	return fields
 
 
-def kernel_abi(apt_state):
-	"""The ABI that linux-image-amd64 points at today, e.g. 6.1.0-56-amd64."""
+def _has_candidate(pkgs):
+	"""The names among pkgs that apt can install (a Candidate version)."""
+	out = run(['apt-cache', 'policy'] + list(pkgs))
+	return set(re.findall(r'^(\S+):\n\s+Installed:.*\n\s+Candidate:\s*'
+			      r'(?!\(none\))\S+', out, re.M))
+
+
+def _newest_612():
+	"""The newest linux-image-6.12.N+deb12-amd64 that apt offers."""
+	names = [n for n in run(['apt-cache', 'pkgnames',
+				 'linux-image-6.12.']).split()
+		 if re.fullmatch(r'linux-image-' + KERNELS['6.12'][1], n)]
+	if not names:
+		return None
+	names = sorted(_has_candidate(names),
+		       key=lambda n: int(re.search(r'6\.12\.(\d+)', n)
+					.group(1)))
+	return names[-1][len('linux-image-'):] if names else None
+
+
+def kernel_abi(apt_state, name=DEFAULT_KERNEL):
+	"""The ABI of kernel name today, e.g. 6.1.0-57-amd64 for generic."""
+	meta, rx = KERNELS[name]
 	while True:
 		try:
-			out = run(['apt-cache', 'depends', 'linux-image-amd64'])
-			m = re.search(r'^\s*Depends:\s*linux-image-(\S+-amd64)\s*$',
-				      out, re.M)
-			if m:
-				return m.group(1)
+			if meta is None:
+				abi = _newest_612()
+				if abi:
+					return abi
+			else:
+				out = run(['apt-cache', 'depends', meta])
+				m = re.search(r'^\s*Depends:\s*linux-image-(%s)\s*$'
+					      % rx, out, re.M)
+				if m:
+					return m.group(1)
 		except HarnessError:
 			pass
 		if not _apt_update_once(apt_state):
-			raise Skip('apt-cache does not know linux-image-amd64')
+			raise Skip('apt-cache does not know %s' %
+				   (meta or 'linux-image-6.12.*+deb12-amd64'))
+
+
+def common_headers(abi):
+	"""The common headers package of an ABI's headers: the cloud
+	kernel's use the same one as the generic kernel of its version."""
+	return 'linux-headers-%s-common' % re.sub(r'(-cloud)?-amd64$', '', abi)
 
 
 def _header_deps(abi):
@@ -175,7 +255,7 @@ def _header_deps(abi):
 			common = name
 		elif name.startswith('linux-kbuild-'):
 			kbuild = name + ('=' + ver if ver else '')
-	expect = 'linux-headers-%s-common' % abi[:-len('-amd64')]
+	expect = common_headers(abi)
 	if common != expect:
 		raise HarnessError('linux-headers-%s depends on %s, expected %s'
 				   % (abi, common, expect))
@@ -244,36 +324,41 @@ def _extract_vmlinux(kernel):
 	os.rename(kernel.vmlinux + '.tmp', kernel.vmlinux)
 
 
-def fetch(cache):
-	"""Download and unpack the kernel, headers, kbuild and busybox-static
-	into cache/<abi>/root, once; later calls reuse it."""
+def fetch(cache, name=None):
+	"""Download and unpack a kernel (name: generic, cloud or 6.12; by
+	default $VMCTL_KERNEL, else generic), its headers, kbuild and
+	busybox-static into cache/<abi>/root, once; later calls reuse it."""
+	name = kernel_name(name)
 	os.makedirs(cache, exist_ok=True)
 	apt_state = {}
 	abi = None
 	try:
-		abi = kernel_abi(apt_state)
+		abi = kernel_abi(apt_state, name)
 	except Skip:
-		# Offline: any complete cache will do.
+		# Offline: any complete cache of this kernel will do.
 		for d in sorted(os.listdir(cache), reverse=True):
-			k = Kernel(os.path.join(cache, d, 'root'), d)
+			if not re.fullmatch(KERNELS[name][1], d):
+				continue
+			k = Kernel(os.path.join(cache, d, 'root'), d, name)
 			if k.complete():
 				log('apt unusable, reusing cached kernel ' + d)
 				return k
 		raise
 	base = os.path.join(cache, abi)
 	os.makedirs(base, exist_ok=True)
-	kernel = Kernel(os.path.join(base, 'root'), abi)
+	kernel = Kernel(os.path.join(base, 'root'), abi, name)
 	# Tests run in parallel: one of them fetches, the others wait.
 	with open(os.path.join(base, '.lock'), 'w') as lockf:
 		fcntl.flock(lockf, fcntl.LOCK_EX)
 		if kernel.complete():
-			log('kernel %s: cached in %s' % (abi, base))
-			if not os.path.exists(kernel.vmlinux):
-				_extract_vmlinux(kernel)
+			log('kernel %s (%s): cached in %s, boots the %s' %
+			    (name, abi, base, kernel.boot_method))
 			return kernel
 		common, kbuild = _header_deps(abi)
-		pkgs = ['linux-image-%s-unsigned' % abi,
-			'linux-headers-' + abi, common, kbuild,
+		image = 'linux-image-%s-unsigned' % abi
+		if image not in _has_candidate([image]):
+			image = 'linux-image-' + abi
+		pkgs = [image, 'linux-headers-' + abi, common, kbuild,
 			'busybox-static']
 		debs = os.path.join(base, 'debs')
 		shutil.rmtree(debs, ignore_errors=True)
@@ -317,9 +402,10 @@ def build_module(kernel, src, out):
 	"""Build an out-of-tree module from a copy of src in out (Kbuild
 	writes its objects next to the sources, and the source tree is not
 	ours to litter); return the list of .ko files."""
-	if not shutil.which('gcc-12'):
-		raise Skip('gcc-12 not found (the Debian 12 kernel headers '
-			   'need it)')
+	cc = kernel.cc()
+	if not shutil.which(cc):
+		raise Skip('%s not found (the headers of kernel %s were '
+			   'configured with it)' % (cc, kernel.abi))
 	shutil.rmtree(out, ignore_errors=True)
 	shutil.copytree(src, out, symlinks=True,
 			ignore=shutil.ignore_patterns(
@@ -620,6 +706,10 @@ class VM:
 		words += ['%s=%s' % kv for kv in sorted(self.env.items())]
 		if self.append:
 			words.append(self.append)
+		# knobs for every VM of a run, e.g. a shorter fuzz on the extra
+		# kernels in CI: VMCTL_APPEND='SYSGENID_FUZZ_SECONDS=15'
+		if os.environ.get('VMCTL_APPEND'):
+			words.append(os.environ['VMCTL_APPEND'])
 		cpu = ['-cpu', 'max']
 		return [qemu_binary(), '-machine', 'q35', '-accel', self.accel,
 			*cpu, '-m', str(self.mem), '-smp', '1',
@@ -989,7 +1079,7 @@ def prepare(args):
 	qemu_binary()
 	os.makedirs(args.workdir, exist_ok=True)
 	with phase('fetch'):
-		kernel = fetch(args.cache)
+		kernel = fetch(args.cache, args.kernel)
 	kos = []
 	if args.driver:
 		with phase('build-module'):
@@ -1004,7 +1094,8 @@ def prepare(args):
 			       else (f, '/files/' + os.path.basename(f))
 			       for f in args.file or []])
 	accel = choose_accel(kernel, args.cache, args.workdir)
-	log('accelerator: ' + accel)
+	log('kernel %s (%s), %s, accelerator %s' %
+	    (kernel.name, kernel.abi, kernel.boot_method, accel))
 	env = {}
 	names = [os.path.basename(k)[:-3] for k in kos]
 	if names and not args.no_insmod:
@@ -1016,22 +1107,27 @@ def prepare(args):
 
 
 def cmd_fetch(args):
-	k = fetch(args.cache)
-	print(json.dumps({'abi': k.abi, 'vmlinuz': k.vmlinuz,
-			  'image': k.image, 'kdir': k.kdir,
+	k = fetch(args.cache, args.kernel)
+	if args.print_headers:
+		# for `dkms build -k ABI --kernelsourcedir DIR` and the like
+		print(k.kdir)
+		return 0
+	print(json.dumps({'kernel': k.name, 'abi': k.abi,
+			  'vmlinuz': k.vmlinuz, 'image': k.image,
+			  'boot': k.boot_method, 'kdir': k.kdir, 'cc': k.cc(),
 			  'busybox': k.busybox}, indent=1))
 	return 0
 
 
 def cmd_build_module(args):
-	k = fetch(args.cache)
+	k = fetch(args.cache, args.kernel)
 	for ko in build_module(k, args.src, args.out):
 		print(ko)
 	return 0
 
 
 def cmd_initramfs(args):
-	k = fetch(args.cache)
+	k = fetch(args.cache, args.kernel)
 	build_initramfs(k, args.out, modules=args.module or [],
 			progs=args.prog or [],
 			files=[tuple(f.split(':', 1)) for f in args.file or []])
@@ -1171,11 +1267,17 @@ def main(argv=None):
 	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
 							  'vm-work'),
 			help='logs, initramfs, saved state')
+	ap.add_argument('--kernel', choices=list(KERNELS),
+			help='Debian 12 kernel to boot (default $VMCTL_KERNEL, '
+			     'else %s)' % DEFAULT_KERNEL)
 	ap.add_argument('-v', '--verbose', action='store_true',
 			help='print serial logs even on success')
 	sub = ap.add_subparsers(dest='cmd', required=True)
 
-	sp = sub.add_parser('fetch', help='download and unpack the kernel')
+	sp = sub.add_parser('fetch', help='download and unpack the kernel; '
+				    'print its paths (JSON)')
+	sp.add_argument('--print-headers', action='store_true',
+			help='print only the headers build dir (KDIR)')
 	sp.set_defaults(fn=cmd_fetch)
 
 	sp = sub.add_parser('build-module', help='make a module against it')
@@ -1230,6 +1332,10 @@ def main(argv=None):
 
 	args = ap.parse_args(argv)
 	args.cache = os.path.abspath(args.cache)
+	try:
+		args.kernel = kernel_name(args.kernel)
+	except HarnessError as e:
+		ap.error(str(e))
 	args.workdir = os.path.abspath(args.workdir)
 	signal.signal(signal.SIGTERM, _on_signal)
 	signal.signal(signal.SIGHUP, _on_signal)
