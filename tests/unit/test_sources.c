@@ -7,11 +7,25 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
 #define VMC_OK_FLAGS VMCLOCK_FLAG_VM_GEN_COUNTER
+
+/*
+ * The VMClock reader yields between tries: counting the yields (each still
+ * a real sched_yield) shows how many tries precede -EAGAIN.
+ */
+static unsigned long yields;
+
+int sched_yield(void)
+{
+	__atomic_add_fetch(&yields, 1, __ATOMIC_RELAXED);
+	return (int)syscall(SYS_sched_yield);
+}
 
 static void vmclock_valid(void **state)
 {
@@ -129,7 +143,12 @@ static void vmclock_odd_then_even(void **state)
 	assert_int_equal(vmgen_init(spec("vmclock", &f), 0), 0);
 	assert_int_equal(vmgen_generation(), 1);
 	__atomic_store_n(vmclock_seq(&f), 3, __ATOMIC_RELEASE);
+	/* The bound the man pages give: 1000 reads, a yield between two. */
+	assert_int_equal(VMCLOCK_READ_TRIES, 1000);
+	__atomic_store_n(&yields, 0, __ATOMIC_RELAXED);
 	assert_int_equal(vmgen_vmclock_read(f.map, &v), -EAGAIN);
+	assert_int_equal(__atomic_load_n(&yields, __ATOMIC_RELAXED),
+			 VMCLOCK_READ_TRIES - 1);
 	assert_int_equal(source_gen(), -EAGAIN);
 	assert_int_equal(vmgen_generation(), -EAGAIN);
 	{
