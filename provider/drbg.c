@@ -33,6 +33,7 @@
 struct vp_drbg {
 	struct vp_prov *prov;
 	EVP_RAND_CTX *inner;		/* the wrapped DRBG */
+	struct vp_drbg *parent;		/* when ours; outlives us */
 	uint64_t seeded;		/* generation it was seeded for (atomic) */
 	size_t max_request;		/* cached at instantiate, 0 before */
 };
@@ -66,9 +67,13 @@ static int vp_catch_up(struct vp_drbg *d, uint64_t gen)
 	}
 	/*
 	 * Racing threads may store an older gen after a newer one: that
-	 * costs one more reseed, never a missed one.
+	 * costs one more reseed, never a missed one. A prediction-resistant
+	 * reseed draws through the parent with prediction resistance too
+	 * (get_entropy() in drbg.c), so our parent is fresh as well.
 	 */
 	__atomic_store_n(&d->seeded, gen, __ATOMIC_RELEASE);
+	if (d->parent != NULL)
+		__atomic_store_n(&d->parent->seeded, gen, __ATOMIC_RELEASE);
 	return 1;
 }
 
@@ -117,7 +122,8 @@ static void *vp_drbg_newctx(void *provctx, void *parent,
 	vp_prov_ref(prov);
 	if (parent != NULL && parent_dispatch == vp_drbg_functions) {
 		/* Ours: chain the wrapped DRBGs as OpenSSL chains its own. */
-		pctx = ((struct vp_drbg *)parent)->inner;
+		d->parent = parent;
+		pctx = d->parent->inner;
 		if (!EVP_RAND_enable_locking(pctx)) {
 			VP_RAISE(prov, VP_R_BAD_PARENT, "cannot share parent");
 			goto fail;

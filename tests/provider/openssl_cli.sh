@@ -1,0 +1,22 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The unmodified openssl command with the provider configured: it lists
+# VMGENID-DRBG, draws bytes through it across a generation step, and
+# fails closed when the configured module is missing.
+# Usage: openssl_cli.sh OPENSSL GOOD_CONF MISSING_MODULE_CONF
+set -u
+openssl=$1 good=$2 missing=$3
+gen=${VMGENID_SOURCE#file:}
+fail() { echo "FAIL: $*"; exit 1; }
+
+printf '\001\000\000\000' > "$gen" || fail "cannot write $gen"
+OPENSSL_CONF=$good "$openssl" list -random-generators | grep -q '^ *VMGENID-DRBG @ vmgenid$' ||
+	fail "openssl list -random-generators does not show VMGENID-DRBG"
+a=$(OPENSSL_CONF=$good "$openssl" rand -hex 32) || fail "openssl rand"
+printf '\002\000\000\000' > "$gen"
+b=$(OPENSSL_CONF=$good "$openssl" rand -hex 32) || fail "openssl rand after a step"
+[ ${#a} -eq 64 ] && [ "$a" != "$b" ] || fail "openssl rand gave '$a' then '$b'"
+if OPENSSL_CONF=$missing "$openssl" rand -hex 16 >/dev/null 2>&1; then
+	fail "openssl rand gave bytes with the configured module missing"
+fi
+echo "ok: openssl lists VMGENID-DRBG, draws through it, fails closed without it"
