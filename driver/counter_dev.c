@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * sysgenid: the SysGenID system generation counter on stock kernels.
- *
- * Since 5.18 the kernel reseeds its RNG when the ACPI VM Generation ID
- * changes and then runs the vmfork notifier chain, but tells user space
- * nothing. This module turns that notification into the u32 counter of the
- * "sysgenid" ABI (as carried by Amazon Linux kernels) on /dev/sysgenid: a
- * read-only page with the counter at offset 0, blocking read, poll,
- * acknowledgment by write, and the watcher-tracking ioctls.
- *
- * The built-in vmgenid driver keeps the ACPI device; we only listen.
+ * /dev/sysgenid: the SysGenID system generation counter, as carried by
+ * Amazon Linux kernels: a read-only page with the u32 counter at offset 0,
+ * blocking read, poll, acknowledgment by write, and the watcher-tracking
+ * ioctls. The extensions of this module: a second mmap offset for the page
+ * that holds the hypervisor's GUID, two ioctls that go with it, and sysfs
+ * attributes. What moves the counter is guid_change.c's business.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -21,21 +17,14 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
-#include <linux/namei.h>
-#include <linux/notifier.h>
 #include <linux/poll.h>
-#include <linux/random.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
 #include <linux/wait.h>
 
-/*
- * Quoted on purpose: a kernel that carries its own sysgenid driver also has
- * a <linux/sysgenid.h>, and the include path would pick that one first.
- */
-#include "uapi/linux/sysgenid.h"
+#include "internal.h"
 
 /* Per open file: the generation this fd last acknowledged. */
 struct sysgenid_file {
@@ -65,7 +54,7 @@ static bool sysgenid_fd_outdated(const struct sysgenid_file *f)
 	return READ_ONCE(f->acked_gen) != READ_ONCE(sysgenid_gen);
 }
 
-static u32 sysgenid_bump(u32 min_gen)
+u32 sysgenid_bump(u32 min_gen)
 {
 	u32 gen;
 
@@ -88,6 +77,11 @@ static u32 sysgenid_bump(u32 min_gen)
 	wake_up_interruptible_all(&sysgenid_read_wq);
 	wake_up_interruptible_all(&sysgenid_outdated_wq);
 	return gen;
+}
+
+u32 sysgenid_generation(void)
+{
+	return READ_ONCE(sysgenid_gen);
 }
 
 /* Called with sysgenid_lock held; true when the last outdated fd left. */
@@ -262,6 +256,22 @@ static long sysgenid_ioctl(struct file *file, unsigned int cmd,
 			return -EINVAL;
 		sysgenid_bump(arg);
 		return 0;
+	case SYSGENID_GET_GUID_OFFSET:
+		if (arg)
+			return -EINVAL;
+		if (!sysgenid_guid_offered)
+			return -ENODEV;
+		return sysgenid_guid_offset();
+	case SYSGENID_HANDLE_GUID_CHANGE:
+		/*
+		 * No privilege: only a real change of the GUID does anything,
+		 * once (guid_change.c).
+		 */
+		if (arg)
+			return -EINVAL;
+		if (!sysgenid_guid_present())
+			return -ENODEV;
+		return sysgenid_guid_handle(SYSGENID_BY_REQUEST);
 	default:
 		return -ENOTTY;
 	}
@@ -283,12 +293,33 @@ static void sysgenid_vma_seal(struct vm_area_struct *vma)
 #endif
 }
 
+/*
+ * The hypervisor's page itself, not a copy: the hypervisor rewrites the
+ * GUID before any vCPU runs after a restore, so a reader sees the new one
+ * at its first instruction. The page is firmware memory outside System
+ * RAM that holds nothing but the vmgenid blob (checked at load).
+ */
+static int sysgenid_mmap_guid(struct vm_area_struct *vma)
+{
+	/* A private mapping could be made writable by copy-on-write. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	sysgenid_vma_seal(vma);
+	return remap_pfn_range(vma, vma->vm_start,
+			       PHYS_PFN(sysgenid_guid_page_phys()), PAGE_SIZE,
+			       vma->vm_page_prot);
+}
+
 static int sysgenid_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	if (vma->vm_pgoff != 0 || vma_pages(vma) != 1)
+	if (vma->vm_pgoff > SYSGENID_GUID_PGOFF || vma_pages(vma) != 1)
 		return -EINVAL;
+	if (vma->vm_pgoff == SYSGENID_GUID_PGOFF && !sysgenid_guid_offered)
+		return -ENODEV;
 	if (vma->vm_flags & VM_WRITE)
 		return -EPERM;
+	if (vma->vm_pgoff == SYSGENID_GUID_PGOFF)
+		return sysgenid_mmap_guid(vma);
 
 	sysgenid_vma_seal(vma);
 	/*
@@ -337,10 +368,27 @@ static ssize_t outdated_watchers_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(outdated_watchers);
 
+static ssize_t mode_show(struct device *dev, struct device_attribute *attr,
+			 char *buf)
+{
+	return sysfs_emit(buf, "%s\n", sysgenid_mode == SYSGENID_MODE_ACPI ?
+			  "acpi" : "notifier");
+}
+static DEVICE_ATTR_RO(mode);
+
+static ssize_t guid_page_show(struct device *dev,
+			      struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%s\n", sysgenid_guid_page_state);
+}
+static DEVICE_ATTR_RO(guid_page);
+
 static struct attribute *sysgenid_attrs[] = {
 	&dev_attr_generation.attr,
 	&dev_attr_watchers.attr,
 	&dev_attr_outdated_watchers.attr,
+	&dev_attr_mode.attr,
+	&dev_attr_guid_page.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(sysgenid);
@@ -353,96 +401,29 @@ static struct miscdevice sysgenid_misc = {
 	.mode	= 0644,
 };
 
-/* Process context: the chain is a blocking one, run after the reseed. */
-static int sysgenid_vmfork(struct notifier_block *nb, unsigned long action,
-			   void *data)
+int sysgenid_dev_init(void)
 {
-	pr_info("VM fork: generation %u\n", sysgenid_bump(0));
-	return NOTIFY_DONE;
-}
-
-static struct notifier_block sysgenid_nb = {
-	.notifier_call = sysgenid_vmfork,
-};
-
-/*
- * Another provider of /dev/sysgenid: the in-kernel driver of Amazon Linux
- * (found by the symbol it exports, even before /sys is mounted) or any
- * other misc device of that name. Checking first avoids the sysfs
- * duplicate-name stack dump that misc_register() would cause.
- */
-static const char *sysgenid_other_provider(void)
-{
-	struct path path;
-	void *sym;
-
-	sym = __symbol_get("sysgenid_bump_generation");
-	if (sym) {
-		symbol_put_addr(sym);
-		return "the kernel's own sysgenid driver";
-	}
-	if (!kern_path("/sys/class/misc/" SYSGENID_DEVICE_NAME, 0, &path)) {
-		path_put(&path);
-		return "another misc device";
-	}
-	return NULL;
-}
-
-static int __init sysgenid_init(void)
-{
-	const char *other;
-	int ret;
-
-	/* Without it the notifier calls are stubs: the counter never moves. */
-	if (!IS_ENABLED(CONFIG_VMGENID)) {
-		pr_err("kernel built without CONFIG_VMGENID: VM generation changes would never reach /dev/%s; not loading\n",
-		       SYSGENID_DEVICE_NAME);
-		return -ENODEV;
-	}
-
-	other = sysgenid_other_provider();
-	if (other) {
-		pr_err("/dev/%s is already provided by %s; not loading\n",
-		       SYSGENID_DEVICE_NAME, other);
-		return -EEXIST;
-	}
-
 	sysgenid_page = (u32 *)get_zeroed_page(GFP_KERNEL);
-	if (!sysgenid_page)
-		return -ENOMEM;
+	return sysgenid_page ? 0 : -ENOMEM;
+}
 
-	ret = register_random_vmfork_notifier(&sysgenid_nb);
-	if (ret) {
-		pr_err("cannot register the vmfork notifier: %d\n", ret);
-		goto err_page;
-	}
+int sysgenid_dev_register(void)
+{
+	int ret = misc_register(&sysgenid_misc);
 
-	ret = misc_register(&sysgenid_misc);
-	if (ret) {
-		pr_err("cannot register /dev/%s: %d\n",
-		       SYSGENID_DEVICE_NAME, ret);
-		goto err_notifier;
-	}
-	return 0;
-
-err_notifier:
-	unregister_random_vmfork_notifier(&sysgenid_nb);
-err_page:
-	free_page((unsigned long)sysgenid_page);
+	if (ret)
+		pr_err("cannot register /dev/%s: %d\n", SYSGENID_DEVICE_NAME,
+		       ret);
 	return ret;
 }
 
-static void __exit sysgenid_exit(void)
+/* After the last user of the counter is gone (main.c orders the exit). */
+void sysgenid_dev_exit(void)
 {
-	misc_deregister(&sysgenid_misc);
-	/* Waits for a notifier call in flight, which may touch the page. */
-	unregister_random_vmfork_notifier(&sysgenid_nb);
 	free_page((unsigned long)sysgenid_page);
 }
 
-module_init(sysgenid_init);
-module_exit(sysgenid_exit);
-
-MODULE_DESCRIPTION("SysGenID: VM generation counter for user space");
-MODULE_LICENSE("GPL");
-MODULE_VERSION("0.1.0");
+void sysgenid_dev_unregister(void)
+{
+	misc_deregister(&sysgenid_misc);
+}

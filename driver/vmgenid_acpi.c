@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The ACPI VM Generation ID device: where the hypervisor's GUID lives, and
+ * whether the page that holds it may be shown to user space.
+ *
+ * The device is the one drivers/virt/vmgenid.c matches (_CID
+ * "VM_GEN_COUNTER" or "VMGENCTR"; QEMU's _HID is "QEMUVGID"). Its ADDR
+ * method returns a package of two integers, the low and high 32 bits of
+ * the GUID's physical address; the kernel driver memremap()s it
+ * MEMREMAP_WB, and so do we.
+ *
+ * QEMU (hw/acpi/vmgenid.c, include/hw/acpi/vmgenid.h) puts the GUID in
+ * the fw_cfg blob "etc/vmgenid_guid": VMGENID_FW_CFG_SIZE (4096) bytes
+ * that the firmware allocates page-aligned, zero but for the GUID at
+ * VMGENID_GUID_OFFSET (40); ADDR returns the blob's address + 40. The
+ * firmware places it in reserved memory (E820 reserved under SeaBIOS, ACPI
+ * NVS under OVMF), never System RAM. QEMU writes a new GUID there in the
+ * migration's post_load, before any vCPU runs, then raises the ACPI
+ * notification.
+ *
+ * Where the kernel has a vmgenid driver, that driver owns the device and we
+ * only look it up; where it has none, we bind it (mode "acpi").
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/acpi.h>
+#include <linux/io.h>
+#include <linux/ioport.h>
+#include <linux/mm.h>
+#include <linux/string.h>
+#include <linux/version.h>
+
+#include "internal.h"
+
+/* include/hw/acpi/vmgenid.h of QEMU */
+#define QEMU_VMGENID_GUID_OFFSET	40
+
+static const struct acpi_device_id sysgenid_vmgenid_ids[] = {
+	{ "VMGENCTR", 0 },
+	{ "VM_GEN_COUNTER", 0 },
+	{ }
+};
+
+char sysgenid_vmgenid_why[128];
+
+static void *vmgenid_map;		/* the GUID's page, or its 16 bytes */
+static const u8 *vmgenid_guid;		/* the GUID in that mapping */
+static phys_addr_t vmgenid_page_phys;
+static unsigned int vmgenid_offset;	/* of the GUID in its page */
+static char vmgenid_page_why[128];	/* empty: the page holds only it */
+static struct acpi_device *vmgenid_bound;	/* mode "acpi" only */
+static bool vmgenid_registered;		/* mode "acpi" only */
+
+bool sysgenid_guid_present(void)
+{
+	return vmgenid_guid;
+}
+
+void sysgenid_guid_read(u8 guid[SYSGENID_GUID_SIZE])
+{
+	memcpy(guid, vmgenid_guid, SYSGENID_GUID_SIZE);
+}
+
+const char *sysgenid_guid_page_problem(void)
+{
+	return vmgenid_page_why[0] ? vmgenid_page_why : NULL;
+}
+
+phys_addr_t sysgenid_guid_page_phys(void)
+{
+	return vmgenid_page_phys;
+}
+
+unsigned int sysgenid_guid_offset(void)
+{
+	return vmgenid_offset;
+}
+
+/*
+ * Whether the page may be mapped into user space: QEMU's layout, outside
+ * System RAM, nothing in it but a non-zero GUID. Anything else there
+ * (Firecracker and Hyper-V place the 16 bytes among other firmware data)
+ * would be shown along with it.
+ */
+static void vmgenid_check_page(const u8 *page)
+{
+	const unsigned int end = vmgenid_offset + SYSGENID_GUID_SIZE;
+	const u8 *other;
+
+	if (vmgenid_offset != QEMU_VMGENID_GUID_OFFSET) {
+		snprintf(vmgenid_page_why, sizeof(vmgenid_page_why),
+			 "the GUID is at offset %u of its page, not QEMU's %u",
+			 vmgenid_offset, QEMU_VMGENID_GUID_OFFSET);
+		return;
+	}
+	if (region_intersects(vmgenid_page_phys, PAGE_SIZE,
+			      IORESOURCE_SYSTEM_RAM, IORES_DESC_NONE) !=
+	    REGION_DISJOINT) {
+		strscpy(vmgenid_page_why, "the GUID's page is System RAM",
+			sizeof(vmgenid_page_why));
+		return;
+	}
+	if (!memchr_inv(page + vmgenid_offset, 0, SYSGENID_GUID_SIZE)) {
+		strscpy(vmgenid_page_why, "the GUID is all zero",
+			sizeof(vmgenid_page_why));
+		return;
+	}
+	other = memchr_inv(page, 0, vmgenid_offset);
+	if (!other)
+		other = memchr_inv(page + end, 0, PAGE_SIZE - end);
+	if (other)
+		snprintf(vmgenid_page_why, sizeof(vmgenid_page_why),
+			 "the GUID's page holds other data (at byte %td)",
+			 other - page);
+}
+
+/* Evaluates ADDR and maps the GUID; 0, or an error and a reason. */
+static int vmgenid_map_guid(struct acpi_device *adev)
+{
+	struct acpi_buffer parsed = { ACPI_ALLOCATE_BUFFER };
+	union acpi_object *obj;
+	phys_addr_t phys;
+	acpi_status status;
+	int ret = 0;
+
+	status = acpi_evaluate_object(adev->handle, "ADDR", NULL, &parsed);
+	if (ACPI_FAILURE(status)) {
+		snprintf(sysgenid_vmgenid_why, sizeof(sysgenid_vmgenid_why),
+			 "%s: cannot evaluate ADDR: %s", dev_name(&adev->dev),
+			 acpi_format_exception(status));
+		return -ENODEV;
+	}
+	obj = parsed.pointer;
+	if (!obj || obj->type != ACPI_TYPE_PACKAGE || obj->package.count != 2 ||
+	    obj->package.elements[0].type != ACPI_TYPE_INTEGER ||
+	    obj->package.elements[1].type != ACPI_TYPE_INTEGER) {
+		snprintf(sysgenid_vmgenid_why, sizeof(sysgenid_vmgenid_why),
+			 "%s: ADDR is not a package of two integers",
+			 dev_name(&adev->dev));
+		ret = -EINVAL;
+		goto out;
+	}
+	phys = (obj->package.elements[0].integer.value & 0xffffffffULL) |
+	       (obj->package.elements[1].integer.value << 32);
+	vmgenid_offset = offset_in_page(phys);
+	vmgenid_page_phys = phys - vmgenid_offset;
+
+	if (vmgenid_offset > PAGE_SIZE - SYSGENID_GUID_SIZE) {
+		/* Across two pages: read it as the kernel driver does. */
+		vmgenid_map = memremap(phys, SYSGENID_GUID_SIZE, MEMREMAP_WB);
+		vmgenid_guid = vmgenid_map;
+		strscpy(vmgenid_page_why, "the GUID spans two pages",
+			sizeof(vmgenid_page_why));
+	} else {
+		vmgenid_map = memremap(vmgenid_page_phys, PAGE_SIZE,
+				       MEMREMAP_WB);
+		vmgenid_guid = vmgenid_map ? vmgenid_map + vmgenid_offset :
+			       NULL;
+		if (vmgenid_map)
+			vmgenid_check_page(vmgenid_map);
+	}
+	if (!vmgenid_map) {
+		snprintf(sysgenid_vmgenid_why, sizeof(sysgenid_vmgenid_why),
+			 "%s: cannot map the GUID at %pa", dev_name(&adev->dev),
+			 &phys);
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Before any notification can come: this boot's GUID is handled. */
+	sysgenid_guid_change_init();
+out:
+	ACPI_FREE(parsed.pointer);
+	return ret;
+}
+
+static void vmgenid_unmap_guid(void)
+{
+	if (vmgenid_map)
+		memunmap(vmgenid_map);
+	vmgenid_map = NULL;
+	vmgenid_guid = NULL;
+}
+
+/*
+ * Mode "notifier": the kernel's driver has the device; find it only to
+ * read the GUID. 0, or an error with the reason in sysgenid_vmgenid_why.
+ */
+int sysgenid_vmgenid_find(void)
+{
+	const struct acpi_device_id *id;
+	struct acpi_device *adev = NULL;
+	int ret;
+
+	for (id = sysgenid_vmgenid_ids; id->id[0] && !adev; id++)
+		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
+	if (!adev) {
+		strscpy(sysgenid_vmgenid_why,
+			"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
+			sizeof(sysgenid_vmgenid_why));
+		return -ENODEV;
+	}
+	ret = vmgenid_map_guid(adev);
+	acpi_dev_put(adev);
+	return ret;
+}
+
+/* Mode "acpi": a notification from the device. Process context. */
+static void sysgenid_acpi_notify(struct acpi_device *adev, u32 event)
+{
+	sysgenid_guid_handle(SYSGENID_BY_ACPI);
+}
+
+static int sysgenid_acpi_add(struct acpi_device *adev)
+{
+	int ret;
+
+	/* QEMU permits one vmgenid device; the counter follows one GUID. */
+	if (vmgenid_bound)
+		return -EBUSY;
+	ret = vmgenid_map_guid(adev);
+	if (ret) {
+		pr_err("%s\n", sysgenid_vmgenid_why);
+		return ret;
+	}
+	vmgenid_bound = adev;
+	return 0;
+}
+
+#if KERNEL_VERSION(6, 2, 0) <= LINUX_VERSION_CODE
+static void sysgenid_acpi_remove(struct acpi_device *adev)
+#else
+static int sysgenid_acpi_remove(struct acpi_device *adev)
+#endif
+{
+	if (adev == vmgenid_bound) {
+		vmgenid_unmap_guid();
+		vmgenid_bound = NULL;
+	}
+#if KERNEL_VERSION(6, 2, 0) > LINUX_VERSION_CODE
+	return 0;
+#endif
+}
+
+static struct acpi_driver sysgenid_acpi_driver = {
+	.name = "sysgenid",
+	.ids = sysgenid_vmgenid_ids,
+	.ops = {
+		.add = sysgenid_acpi_add,
+		.remove = sysgenid_acpi_remove,
+		.notify = sysgenid_acpi_notify,
+	},
+#ifndef acpi_bus_register_driver
+	/* Later kernels set it through the macro of that name. */
+	.owner = THIS_MODULE,
+#endif
+};
+
+/*
+ * Mode "acpi": bind the device. Binding is synchronous, so on return we
+ * know whether a device was there. 0, or -ENODEV with the reason.
+ */
+int sysgenid_vmgenid_bind(void)
+{
+	int ret = acpi_bus_register_driver(&sysgenid_acpi_driver);
+
+	if (ret) {
+		snprintf(sysgenid_vmgenid_why, sizeof(sysgenid_vmgenid_why),
+			 "cannot register the ACPI driver: %d", ret);
+		return ret;
+	}
+	vmgenid_registered = true;
+	if (!vmgenid_bound) {
+		sysgenid_vmgenid_release();
+		if (!sysgenid_vmgenid_why[0])
+			strscpy(sysgenid_vmgenid_why,
+				"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
+				sizeof(sysgenid_vmgenid_why));
+		return -ENODEV;
+	}
+	pr_info("bound %s\n", dev_name(&vmgenid_bound->dev));
+	return 0;
+}
+
+void sysgenid_vmgenid_release(void)
+{
+	if (vmgenid_registered)
+		/* Waits for a notification in flight; remove() unmaps. */
+		acpi_bus_unregister_driver(&sysgenid_acpi_driver);
+	vmgenid_registered = false;
+	vmgenid_unmap_guid();
+}
