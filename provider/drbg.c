@@ -27,8 +27,12 @@
 
 #include "provider.h"
 
-/* Generate again at most this often when the generation moves meanwhile. */
-#define VP_GENERATE_TRIES 4
+/*
+ * Generate again while the generation moves meanwhile: a step per try for
+ * this many tries is a generation driven in a loop, not VM restores or
+ * forks; fail closed then rather than spin for ever.
+ */
+#define VP_GENERATE_TRIES 1000
 
 struct vp_drbg {
 	struct vp_prov *prov;

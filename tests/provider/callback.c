@@ -85,6 +85,7 @@ static void *fail_thread(void *arg)
 static int test_fail(void)
 {
 	unsigned char buf[16];
+	struct drbg_state pub, prv;
 	unsigned long err;
 	pthread_t th;
 	void *leaked;
@@ -93,6 +94,8 @@ static int test_fail(void)
 	if (vmgen_callback_register(failing_cb, NULL, VMGEN_EVENT_ANY) < 0 ||
 	    !draw())
 		return 1;
+	pub = drbg_state(RAND_get0_public(NULL));
+	prv = drbg_state(RAND_get0_private(NULL));
 	__atomic_store_n(&failing, 1, __ATOMIC_RELEASE);
 	counter_step();
 	memset(buf, 0xa5, sizeof(buf));
@@ -118,6 +121,11 @@ static int test_fail(void)
 	if (!draw() || !current()) {
 		fprintf(stderr, "FAIL: no recovery once the callback works\n");
 		ERR_print_errors_fp(stderr);
+		return 1;
+	}
+	if (drbg_state(RAND_get0_public(NULL)).reseeds == pub.reseeds ||
+	    drbg_state(RAND_get0_private(NULL)).reseeds == prv.reseeds) {
+		fprintf(stderr, "FAIL: the DRBGs did not reseed for the step\n");
 		return 1;
 	}
 	printf("ok: failed closed in two threads while the callback failed, "
@@ -163,10 +171,13 @@ static int test_rand(int watcher)
 
 static void *drawer(void *arg)
 {
-	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE))
-		if (!draw())
+	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
+		if (!draw()) {
 			__atomic_add_fetch(&draw_failures, 1,
 					   __ATOMIC_RELAXED);
+			ERR_print_errors_fp(stderr);
+		}
+	}
 	return (void *)(intptr_t)!(draw() && current());
 }
 
