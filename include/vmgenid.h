@@ -105,8 +105,12 @@ VMGEN_PUBLIC int vmgen_fork_mode(void);
 VMGEN_PUBLIC const char *vmgen_strerror(int err);
 
 /*
- * The fast path. Internal layout, frozen for VMGENID_1.0 and size-checked by
- * a test: the inline code below is compiled into applications.
+ * The fast path (VMGENID_1.1). Internal layout, compiled into applications:
+ * frozen, and size-checked by a test. A release that needs another layout
+ * or kind publishes it under a new symbol and keeps this one meaning what
+ * it means; the inline code below sends any kind it does not know to the
+ * slow path. (VMGENID_1.0's vmgen__fastpath still serves binaries built
+ * against 0.1; see src/vmgenid-internal.h.)
  */
 struct vmgen__local {			/* in a MADV_WIPEONFORK page */
 	uint64_t generation;		/* handled; 0 sends callers slow */
@@ -114,21 +118,29 @@ struct vmgen__local {			/* in a MADV_WIPEONFORK page */
 };
 
 enum {
-	VMGEN__COUNTER_U32 = 0,		/* sysgenid, file, none */
-	VMGEN__COUNTER_VMCLOCK = 1,	/* seqcount-protected u64 */
+	VMGEN__FAST_SLOW = 0,		/* nothing published: go slow */
+	/* sysgenid (with or without the GUID), file, none: one path */
+	VMGEN__FAST_WORDS = 1,		/* *counter ^ word[0] ^ word[1] */
+	VMGEN__FAST_VMCLOCK = 2,	/* u64 *word under seqcount *counter */
 };
 
-struct vmgen__fastpath {
-	uint32_t size;			/* sizeof(struct vmgen__fastpath) */
-	uint32_t counter_kind;		/* VMGEN__COUNTER_* */
-	const void *counter;		/* u32 counter, or the VMClock page */
+/*
+ * Exported by value, not through a pointer: one dependent load less, and
+ * an executable may address it directly. 32 bytes, aligned to 32, so that
+ * it never straddles a cache line.
+ */
+struct vmgen__fast {
+	uint32_t kind;			/* VMGEN__FAST_*; written last */
+	uint32_t size;			/* sizeof(struct vmgen__fast) */
+	const uint32_t *counter;	/* u32 counter, or VMClock's seqcount */
+	const uint64_t *word;		/* GUID words or zeros; VMClock's gen */
 	struct vmgen__local *local;
-};
+} __attribute__((aligned(32)));
 
 #define VMGEN__VMCLOCK_SEQ_OFFSET 12
 #define VMGEN__VMCLOCK_GEN_OFFSET 104
 
-VMGEN_PUBLIC extern const struct vmgen__fastpath *vmgen__fastpath;
+VMGEN_PUBLIC extern struct vmgen__fast vmgen__fast;
 VMGEN_PUBLIC int vmgen__txn_begin_slow(struct vmgen_txn *txn);
 
 /*
@@ -147,30 +159,44 @@ VMGEN_PUBLIC bool vmgen_txn_commit(const struct vmgen_txn *txn);
 /* 0 when the slow path must decide, else the handled combined generation. */
 VMGEN_INLINE uint64_t vmgen__fast_generation(void)
 {
-	const struct vmgen__fastpath *fp;
+	uint32_t kind = __atomic_load_n(&vmgen__fast.kind, __ATOMIC_ACQUIRE);
 	const struct vmgen__local *local;
-	uint64_t gen, seen, now, again;
+	const uint32_t *counter;
+	const uint64_t *word;
+	uint64_t gen, seen, now;
 
-	fp = __atomic_load_n(&vmgen__fastpath, __ATOMIC_ACQUIRE);
-	if (__builtin_expect(fp == NULL, 0))
-		return 0;
-	local = fp->local;
-	gen = __atomic_load_n(&local->generation, __ATOMIC_ACQUIRE);
-	seen = __atomic_load_n(&local->source_seen, __ATOMIC_ACQUIRE);
-	if (fp->counter_kind == VMGEN__COUNTER_U32) {
-		now = __atomic_load_n((const uint32_t *)fp->counter,
-				      __ATOMIC_ACQUIRE);
-	} else {
-		const unsigned char *page = (const unsigned char *)fp->counter;
-		const uint32_t *seq = (const uint32_t *)
-			(page + VMGEN__VMCLOCK_SEQ_OFFSET);
+	/*
+	 * The other fields were written before kind was released: plain
+	 * loads, once kind is known. The library publishes generation 0,
+	 * then source_seen, then the new generation (release stores).
+	 * Reading source_seen first and the generation after it (acquire),
+	 * a reader gets a pair that belongs together, or generation 0, or a
+	 * generation newer than source_seen; then the source read below has
+	 * moved past source_seen (sources never repeat a value), so it goes
+	 * slow. No re-read, no standalone fence (ThreadSanitizer can check
+	 * this), and on x86 every load is a plain mov.
+	 */
+	if (__builtin_expect(kind == VMGEN__FAST_WORDS, 1)) {
+		local = vmgen__fast.local;
+		counter = vmgen__fast.counter;
+		word = vmgen__fast.word;
+		seen = __atomic_load_n(&local->source_seen, __ATOMIC_ACQUIRE);
+		gen = __atomic_load_n(&local->generation, __ATOMIC_ACQUIRE);
+		/* Branch-free: the words are zeros where there is no GUID. */
+		now = (uint64_t)__atomic_load_n(counter, __ATOMIC_ACQUIRE) ^
+		      __atomic_load_n(&word[0], __ATOMIC_RELAXED) ^
+		      __atomic_load_n(&word[1], __ATOMIC_RELAXED);
+	} else if (kind == VMGEN__FAST_VMCLOCK) {
 		uint32_t s1, s2;
 
-		s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
-		now = __atomic_load_n((const uint64_t *)
-				      (page + VMGEN__VMCLOCK_GEN_OFFSET),
-				      __ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(seq, __ATOMIC_RELAXED);
+		local = vmgen__fast.local;
+		counter = vmgen__fast.counter;
+		word = vmgen__fast.word;
+		seen = __atomic_load_n(&local->source_seen, __ATOMIC_ACQUIRE);
+		gen = __atomic_load_n(&local->generation, __ATOMIC_ACQUIRE);
+		s1 = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
+		now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(counter, __ATOMIC_RELAXED);
 #if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 		s1 = __builtin_bswap32(s1);	/* the page is little endian */
 		s2 = __builtin_bswap32(s2);
@@ -178,17 +204,10 @@ VMGEN_INLINE uint64_t vmgen__fast_generation(void)
 #endif
 		if ((s1 & 1) || s1 != s2)
 			return 0;
+	} else {
+		return 0;	/* unpublished, or a kind newer than this code */
 	}
-	/*
-	 * A seqlock on the generation: 0 while the library updates it. The
-	 * acquire loads above keep this re-read after them; no standalone
-	 * fence (ThreadSanitizer cannot check one), and on x86 every load
-	 * here is a plain mov.
-	 */
-	again = __atomic_load_n(&local->generation, __ATOMIC_RELAXED);
-	if (gen != again || seen != now)
-		return 0;
-	return gen;
+	return seen == now ? gen : 0;
 }
 
 VMGEN_INLINE int vmgen_txn_begin(struct vmgen_txn *txn)

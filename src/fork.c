@@ -115,6 +115,7 @@ bool vmgen_fork_check_locked(void)
 	pid = getpid();
 	/* After a raw clone nothing zeroed the page: stop the fast path. */
 	__atomic_store_n(&page->local.generation, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&page->fast.generation, 0, __ATOMIC_RELEASE);
 	vmgen_g.pid = pid;
 	__atomic_store_n(&page->armed, 1, __ATOMIC_RELAXED);
 	vmgen_g.dispatching = false;
@@ -149,6 +150,8 @@ static void atfork_child(void)
 		__atomic_store_n(&page->local.generation, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&page->local.source_seen, 0,
 				 __ATOMIC_RELAXED);
+		__atomic_store_n(&page->fast.generation, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&page->fast.source_seen, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&page->armed, 0, __ATOMIC_RELAXED);
 	}
 	/* Threads that waited on these do not exist in the child. */

@@ -9,19 +9,29 @@
 #include "vmgenid-internal.h"
 
 VMGEN_PUBLIC const struct vmgen__fastpath *vmgen__fastpath;
+VMGEN_PUBLIC struct vmgen__fast vmgen__fast;
 
 /*
  * The seqlock discipline the inline vmgen__fast_generation() expects: a
  * reader that sees the new source_seen (acquire) sees generation 0 or the
  * new one when it re-reads it, never the old one.
  */
-void vmgen_publish_locked(uint64_t generation, uint64_t seen)
+static void publish_view(struct vmgen__local *local, uint64_t generation,
+			 uint64_t seen)
 {
-	struct vmgen__local *local = &vmgen_g.page->local;
-
 	__atomic_store_n(&local->generation, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&local->source_seen, seen, __ATOMIC_RELEASE);
 	__atomic_store_n(&local->generation, generation, __ATOMIC_RELEASE);
+}
+
+/*
+ * Both views: 0.1's inline code compares the counter alone, ours the
+ * counter XOR the GUID words (zeros without a GUID page).
+ */
+void vmgen_publish_locked(uint64_t generation, uint64_t seen)
+{
+	publish_view(&vmgen_g.page->local, generation, seen);
+	publish_view(&vmgen_g.page->fast, generation, seen ^ vmgen_g.guid_fold);
 }
 
 bool vmgen_in_dispatch_locked(void)

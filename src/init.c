@@ -27,6 +27,8 @@ struct vmgen_state vmgen_g = {
 
 /* The none source reads this: it never changes. */
 static const uint32_t vmgen_zero_counter;
+/* The GUID words of a source without a GUID page. */
+static const uint64_t vmgen_zero_words[2];
 
 void vmgen_lock(void)
 {
@@ -247,14 +249,42 @@ static int open_spec(const char *spec)
 	return -EINVAL;
 }
 
+/* Describe the source to the VMGENID_1.1 inline code; kind goes last. */
+static void fast_publish_locked(void)
+{
+	const unsigned char *page = vmgen_g.fastpath.counter;
+
+	vmgen__fast.size = sizeof(vmgen__fast);
+	vmgen__fast.local = &vmgen_g.page->fast;
+	if (vmgen_g.fastpath.counter_kind == VMGEN__COUNTER_VMCLOCK) {
+		vmgen__fast.counter = (const uint32_t *)(const void *)
+				      (page + VMCLOCK_OFF_SEQ);
+		vmgen__fast.word = (const uint64_t *)(const void *)
+				   (page + VMCLOCK_OFF_GEN);
+		__atomic_store_n(&vmgen__fast.kind, VMGEN__FAST_VMCLOCK,
+				 __ATOMIC_RELEASE);
+		return;
+	}
+	vmgen__fast.counter = vmgen_g.fastpath.counter;
+	vmgen__fast.word = vmgen_zero_words;
+	__atomic_store_n(&vmgen__fast.kind, VMGEN__FAST_WORDS,
+			 __ATOMIC_RELEASE);
+}
+
 void vmgen_teardown_locked(void)
 {
+	__atomic_store_n(&vmgen__fast.kind, VMGEN__FAST_SLOW,
+			 __ATOMIC_RELEASE);
 	__atomic_store_n(&vmgen__fastpath, NULL, __ATOMIC_RELEASE);
 	vmgen_notify_close_locked();
 	vmgen_fork_release_locked();
 	vmgen_source_close_locked();
 	vmgen_callbacks_free_all_locked();
 	memset(&vmgen_g.fastpath, 0, sizeof(vmgen_g.fastpath));
+	vmgen__fast.counter = NULL;
+	vmgen__fast.word = NULL;
+	vmgen__fast.local = NULL;
+	vmgen_g.guid_fold = 0;
 	vmgen_g.handled = 0;
 	vmgen_g.target = 0;
 	vmgen_g.reasons = 0;
@@ -306,6 +336,7 @@ static int init_locked(const char *spec, unsigned int flags)
 	vmgen_g.fork_seen = false;
 	vmgen_publish_locked(1, value);
 	__atomic_store_n(&vmgen__fastpath, &vmgen_g.fastpath, __ATOMIC_RELEASE);
+	fast_publish_locked();
 	__atomic_store_n(&vmgen_g.init_state, 1, __ATOMIC_RELEASE);
 	return 0;
 

@@ -48,10 +48,33 @@ enum vmgen_notify {
 	VMGEN_NOTIFY_TIMER,	/* VMClock without notifications: 1 ms tick */
 };
 
+/*
+ * VMGENID_1.0's fast path, frozen: binaries built against 0.1 have inline
+ * code that reads it, and read any counter_kind but U32 as a VMClock page.
+ * So it only ever describes a u32 counter or a VMClock page: for sysgenid
+ * with the GUID page it is the counter-only view, which gives those
+ * binaries what 0.1 gave them (NULL instead would make every commit fail:
+ * their inline commit has no slow path).
+ */
+enum {
+	VMGEN__COUNTER_U32 = 0,		/* sysgenid, file, none */
+	VMGEN__COUNTER_VMCLOCK = 1,	/* seqcount-protected u64 */
+};
+
+struct vmgen__fastpath {
+	uint32_t size;			/* sizeof(struct vmgen__fastpath) */
+	uint32_t counter_kind;		/* VMGEN__COUNTER_* */
+	const void *counter;		/* u32 counter, or the VMClock page */
+	struct vmgen__local *local;
+};
+
+VMGEN_PUBLIC extern const struct vmgen__fastpath *vmgen__fastpath;
+
 /* The MADV_WIPEONFORK page: zero in a fork child. */
 struct vmgen_local_page {
-	struct vmgen__local local;	/* what the inline fast path reads */
+	struct vmgen__local local;	/* VMGENID_1.0 view: the counter only */
 	uint64_t armed;			/* 1 in the process that set it up */
+	struct vmgen__local fast;	/* VMGENID_1.1 view: with the GUID */
 };
 
 struct vmgen_cb {
@@ -85,7 +108,8 @@ struct vmgen_state {
 	bool tracking;			/* sysgenid watcher tracking on */
 
 	/* fast path */
-	struct vmgen__fastpath fastpath;
+	struct vmgen__fastpath fastpath;	/* VMGENID_1.0 view */
+	uint64_t guid_fold;		/* GUID words XORed, as handled; or 0 */
 	struct vmgen_local_page *page;
 	int fork_mode;			/* enum vmgen_fork_mode */
 	pid_t pid;
