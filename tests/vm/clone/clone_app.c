@@ -16,14 +16,20 @@
  * single write(2) so that lines from two threads never mix. Times are
  * CLOCK_MONOTONIC (mono) and CLOCK_BOOTTIME (boot) in nanoseconds.
  *
- *   CLONE start source=S fork=F gen=G sgid=C watcher=0|1 ...
+ *   CLONE start source=S fork=F gen=G sgid=C watcher=0|1 race_free=R ...
  *   CLONE txn-inflight-begun gen=G mono=T
- *   CLONE tok seq=N gen=G sgid=C res=0|1 inf=0|1 mono=T boot=T lib=X ossl=X ctl=X
+ *   CLONE tok seq=N gen=G sgid=C res=0|1 cres=0|1 inf=0|1 mono=T boot=T
+ *             lib=X ossl=X ctl=X
  *   CLONE abort seq=N gen=G ... ctl=X        (commit failed: token dropped)
  *   CLONE cb name=chacha|openssl reasons=R old=G new=G n=K start=T end=T
  *   CLONE resume mono=T prev=T jump=S        (the VM was resumed)
  *   CLONE txn-inflight-commit ok=0 gen=G now=G mono=T
- *   CLONE done after=N
+ *   CLONE done after=N seq=N race_free=R
+ *
+ * race_free is 1 when the library detects a restore from the hypervisor's
+ * generation ID itself (vmgen_source_race_free()), 0 when it relies on the
+ * counter alone (race_free_why then says why), "unknown" with a library
+ * that cannot tell.
  *
  * Detecting the resume inside the guest. Under QEMU the guest's monotonic
  * and realtime clocks do not jump across a save and a restore: the virtual
@@ -37,13 +43,16 @@
  * line: the VM stopped, and so resumed in guest time, just after prev, its
  * last read before the jump; mono is when it noticed, which the slow first
  * moments of a restored guest can delay); the token loop also reads it
- * right before each vmgen_txn_begin(), so "res=1" on a token means the
- * whole transaction ran after the resume. A token with res=1 committed
- * under the pre-restore generation is a race-window token: it left the
- * guest although the guest had already been cloned, because the sysgenid
- * counter moves only once the guest kernel has handled the ACPI
- * notification. From "prev" to the last "cb ... end" is the
- * restore-to-reseed time. Without /dev/rtc0 (on a host) res is always 0.
+ * right before each vmgen_txn_begin() ("res=1": the whole transaction ran
+ * after the resume) and right before each vmgen_txn_commit() ("cres=1":
+ * the commit certainly came after the resume). A token with cres=1
+ * committed under the pre-restore generation is a race-window token: it
+ * left the guest although the guest had already been cloned (with the
+ * counter alone, because it moves only once the guest kernel has handled
+ * the ACPI notification). A token with cres=0 in a clone's log was
+ * committed before the save and reached the console late. From "prev" to
+ * the last "cb ... end" is the restore-to-reseed time. Without /dev/rtc0
+ * (on a host) res and cres are always 0.
  *
  * Usage: clone_app [--period-ms N] [--after N] [--max N] [--lazy]
  *        clone_app --selftest
@@ -361,6 +370,24 @@ static const char *source_name(void)
 	return name ? name : "?";
 }
 
+/* Whether the library sees a restore before the counter moves. */
+static const char *race_free(const char **why)
+{
+#ifdef HAVE_VMGEN_SOURCE_RACE_FREE
+	int ret;
+
+	*why = "";
+	ret = vmgen_source_race_free(why);
+
+	if (ret < 0)
+		*why = vmgen_strerror(ret);
+	return ret > 0 ? "1" : ret == 0 ? "0" : "error";
+#else
+	*why = "this libvmgenid has no vmgen_source_race_free()";
+	return "unknown";
+#endif
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: clone_app [--period-ms N] [--after N] "
@@ -371,6 +398,7 @@ int main(int argc, char **argv)
 {
 	long period_ms = 15, after = 50, max_tokens = 1000000;
 	bool lazy = false, inflight_reported = false;
+	const char *rf, *rf_why;
 	struct vmgen_txn inflight;
 	uint64_t start_gen;
 	uint8_t seed[32];
@@ -455,11 +483,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	start_gen = inflight.generation;
+	rf = race_free(&rf_why);
 	emit("start source=%s fork=%d gen=%" PRIu64 " sgid=%" PRId64
-	     " watcher=%d period_ms=%ld after=%ld openssl=\"%s\"",
+	     " watcher=%d period_ms=%ld after=%ld race_free=%s"
+	     " race_free_why=\"%s\" openssl=\"%s\"",
 	     source_name(), vmgen_fork_mode(),
 	     start_gen, source_counter(), !lazy, period_ms, after,
-	     OpenSSL_version(OPENSSL_VERSION));
+	     rf, rf_why, OpenSSL_version(OPENSSL_VERSION));
 	emit("txn-inflight-begun gen=%" PRIu64 " mono=%" PRId64,
 	     inflight.generation, clock_ns(CLOCK_MONOTONIC));
 
@@ -470,7 +500,7 @@ int main(int argc, char **argv)
 		char lib_hex[17], ossl_hex[17], ctl_hex[17];
 		struct vmgen_txn txn;
 		int64_t sgid, mono, boot;
-		bool ok, res, inf;
+		bool ok, res, cres, inf;
 
 		res = resumed_now();
 		/* The control draws every round, committed or not, so both
@@ -492,6 +522,7 @@ int main(int argc, char **argv)
 		/* Read between begin and commit: if the commit succeeds,
 		 * this is the counter the token was built under. */
 		sgid = source_counter();
+		cres = resumed_now();
 		ok = vmgen_txn_commit(&txn);
 		mono = clock_ns(CLOCK_MONOTONIC);
 		boot = clock_ns(CLOCK_BOOTTIME);
@@ -501,14 +532,14 @@ int main(int argc, char **argv)
 
 		if (ok)
 			emit("tok seq=%" PRId64 " gen=%" PRIu64 " sgid=%" PRId64
-			     " res=%d inf=%d mono=%" PRId64 " boot=%" PRId64
-			     " lib=%s ossl=%s ctl=%s", seq, txn.generation,
-			     sgid, res, inf, mono, boot, lib_hex, ossl_hex,
-			     ctl_hex);
+			     " res=%d cres=%d inf=%d mono=%" PRId64
+			     " boot=%" PRId64 " lib=%s ossl=%s ctl=%s", seq,
+			     txn.generation, sgid, res, cres, inf, mono, boot,
+			     lib_hex, ossl_hex, ctl_hex);
 		else
 			emit("abort seq=%" PRId64 " gen=%" PRIu64
-			     " res=%d mono=%" PRId64 " ctl=%s", seq,
-			     txn.generation, res, mono, ctl_hex);
+			     " res=%d cres=%d mono=%" PRId64 " ctl=%s", seq,
+			     txn.generation, res, cres, mono, ctl_hex);
 		if (!inf && !inflight_reported) {
 			emit("txn-inflight-commit ok=0 gen=%" PRIu64
 			     " now=%" PRId64 " mono=%" PRId64,
@@ -519,6 +550,8 @@ int main(int argc, char **argv)
 			break;
 		nanosleep(&nap, NULL);
 	}
-	emit("done after=%ld seq=%" PRId64, tokens_after, seq);
+	rf = race_free(&rf_why);
+	emit("done after=%ld seq=%" PRId64 " race_free=%s race_free_why=\"%s\"",
+	     tokens_after, seq, rf, rf_why);
 	return 0;
 }

@@ -1,28 +1,41 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The snapshot-clone test: one guest, saved once, restored twice.
+"""The snapshot-clone test: one guest, saved once, restored N times.
 
 A guest runs clone_app (tokens from a libvmgenid-protected ChaCha20 RNG, from
-OpenSSL, and from an unprotected control RNG with the same seed). The host
-saves the guest to a file mid-stream, restores two clones from that one file
-(each new QEMU gets a new VM generation ID), lets each emit --tokens tokens
-under the new generation and compares the logs:
+OpenSSL reseeded by a libvmgenid callback, and from an unprotected control
+RNG with the same seed). The host saves the guest to a file mid-stream,
+restores --clones clones from that one file (each new QEMU gets a new VM
+generation ID), lets each emit --tokens tokens under the new generation and
+compares the logs of every pair of clones.
 
-  - in each clone the sysgenid counter and the combined generation moved
-    exactly once, and each reseed callback ran exactly once;
-  - every protected token (ChaCha20 and OpenSSL) committed under the new
-    generation differs between the clones;
-  - the control tokens after the restore are identical between the clones
-    (the failure the library exists to prevent, shown happening);
-  - the transaction begun before the save failed to commit after it.
+Two modes, chosen by how the module is loaded:
 
-It reports the race window (tokens committed under the old generation
-although the guest had already resumed; see clone_app.c for how the guest
-detects the resume) and the time from the resume to the end of the reseed
-callbacks, in guest time. Exit 0 pass, 1 fail, 77 skip.
+  race-free     insmod sysgenid.ko (guid_page auto): the library reads the
+                hypervisor's generation ID and sees the restore at once.
+                Every clone: 0 tokens committed under the old generation
+                after the resume; every stream: 0 tokens repeated between
+                any two clones, race window included.
+  counter-only  insmod sysgenid.ko guid_page=0, the control: the library
+                has only the counter, which moves once the guest kernel has
+                handled the ACPI notification. The test fails unless it
+                still sees that window: a clone with a token committed
+                under the old generation after the resume, and such tokens
+                repeated between clones (tokens under the new generation
+                must still all differ).
+
+In both modes: in each clone the counter and the combined generation step
+once, each reseed callback runs once, the transaction begun before the save
+does not commit, and the control RNG repeats itself in every pair of clones
+(so the comparison that must find nothing in race-free mode can find
+something). It reports, per clone, the time from the resume to the end of
+the reseed callbacks, in guest time. Exit 0 pass, 1 fail, 77 skip.
 """
 
 import argparse
+import inspect
+import itertools
+import json
 import os
 import re
 import signal
@@ -37,21 +50,48 @@ import vmctl  # noqa: E402  (the harness, one directory up)
 # an RTC jump, which needs the VM stopped well over the RTC's 1 s resolution
 # (clone_app.c flags jumps above 1.5 s).
 MIN_STOPPED_S = 4.0
+MODES = ('race-free', 'counter-only')
+# The module parameter that selects the mode (sysgenid(4)).
+MODE_PARAMS = {'race-free': '', 'counter-only': 'guid_page=0'}
+SYSFS = '/sys/class/misc/sysgenid'
 LINE_RX = re.compile(r'^CLONE (\S+)(.*)$', re.M)
 KV_RX = re.compile(r'(\w+)=("[^"]*"|\S+)')
 # A line cut short (the last one the saved guest was printing when it was
 # stopped, or one a kernel message broke into) is dropped, not trusted.
 REQUIRED = {
 	'start': ('source', 'gen', 'sgid'),
-	'tok': ('seq', 'gen', 'sgid', 'res', 'inf', 'mono', 'boot', 'lib',
-		'ossl', 'ctl'),
-	'abort': ('seq', 'gen', 'res', 'mono', 'ctl'),
+	'tok': ('seq', 'gen', 'sgid', 'res', 'cres', 'inf', 'mono', 'boot',
+		'lib', 'ossl', 'ctl'),
+	'abort': ('seq', 'gen', 'res', 'cres', 'mono', 'ctl'),
 	'cb': ('name', 'reasons', 'old', 'new', 'n', 'start', 'end'),
 	'resume': ('mono', 'boot', 'prev', 'jump'),
 	'txn-inflight-begun': ('gen', 'mono'),
 	'txn-inflight-commit': ('ok', 'gen', 'now', 'mono'),
+	'module': ('mode', 'guid_page', 'param'),
+	'openssl-check': ('rc',),
+	'prov': ('tok',),
+	'plain': ('tok',),
 }
 HEX16 = re.compile(r'^[0-9a-f]{16}$')
+HEX32 = re.compile(r'^[0-9a-f]{32}$')
+# An unmodified OpenSSL program (libcrypto only) in the guest, twice: with
+# the libvmgenid provider configured through OPENSSL_CONF, and without (the
+# control). Where the provider and the files it needs go in the guest: the
+# loader's default directories, since the build tree's RUNPATH means
+# nothing there.
+GUEST_LIBDIR = '/usr/lib/x86_64-linux-gnu'
+GUEST_PROVIDER = GUEST_LIBDIR + '/ossl-modules/vmgenid.so'
+GUEST_CONF = '/etc/vmgenid-openssl.cnf'
+OSSL_PROGS = (
+	('prov', 'OpenSSL program + provider', 'OPENSSL_CONF=%s ' % GUEST_CONF),
+	('plain', 'same, no provider', ''),
+)
+# The token streams the clones are compared on: (field, label, protected).
+STREAMS = (
+	('lib', 'libvmgenid ChaCha20', True),
+	('ossl', 'OpenSSL, callback', True),
+	('ctl', 'control (no library)', False),
+)
 
 
 class Log:
@@ -59,6 +99,7 @@ class Log:
 
 	def __init__(self, name, text):
 		self.name = name
+		self.text = text
 		self.events = []
 		self.dropped = 0
 		for m in LINE_RX.finditer(text):
@@ -73,6 +114,8 @@ class Log:
 	def _complete(what, kv):
 		if any(k not in kv for k in REQUIRED.get(what, ())):
 			return False
+		if what in ('prov', 'plain'):
+			return bool(HEX32.match(kv['tok']))
 		return all(HEX16.match(kv[k]) for k in ('lib', 'ossl', 'ctl')
 			   if k in kv)
 
@@ -102,19 +145,29 @@ class Checker:
 		return ok
 
 
-def analyse_clone(c, origin_gen, origin_sgid):
+def analyse_clone(c, gen0, sgid0):
 	"""Figures for one clone; None where the log lacks them."""
 	toks = c.tokens()
-	old = [t for t in toks if int(t['gen']) == origin_gen]
-	new = [t for t in toks if int(t['gen']) != origin_gen]
+	rounds = [kv for w, kv in c.events if w in ('tok', 'abort')]
+
+	def old(t):
+		return int(t['gen']) == gen0
+
 	res = c.one('resume')
 	cbs = c.all('cb')
 	fig = {
 		'gens': sorted({int(t['gen']) for t in toks}),
-		'sgids': sorted({int(t['sgid']) for t in new}),
-		'old_before_save': [t for t in old if t['res'] == '0'],
-		'race': [t for t in old if t['res'] == '1'],
-		'new': new,
+		'sgids': sorted({int(t['sgid']) for t in toks if not old(t)}),
+		# committed before the save, reached the console after it
+		'late': [t for t in toks if old(t) and t['cres'] == '0'],
+		# committed after the resume under the old generation
+		'window': [t for t in toks if old(t) and t['cres'] == '1'],
+		'new': [t for t in toks if not old(t)],
+		# every token this clone committed after the resume
+		'after': [t for t in toks if not old(t) or t['cres'] == '1'],
+		# the control draws every round, committed or not
+		'rounds_after': [t for t in rounds
+				 if not old(t) or t['cres'] == '1'],
 		'aborts': c.all('abort'),
 		'cbs': cbs,
 		'inflight': c.one('txn-inflight-commit'),
@@ -122,6 +175,8 @@ def analyse_clone(c, origin_gen, origin_sgid):
 		'resume_to_cb_ms': None,
 		'resume_detect_ms': None,
 		'resume_to_first_new_ms': None,
+		'new_gen': gen0 + 1,
+		'new_sgid': sgid0 + 1,
 	}
 	# The guest clock resumes where it stopped, and before the stop the
 	# detector read the RTC every millisecond: its last read before the
@@ -134,22 +189,148 @@ def analyse_clone(c, origin_gen, origin_sgid):
 	if res:
 		fig['resume_detect_ms'] = ns_to_ms(int(res['mono']) -
 						   int(res['prev']))
-	if res and new:
+	if res and fig['new']:
 		fig['resume_to_first_new_ms'] = ns_to_ms(
-			int(new[0]['mono']) - int(res['prev']))
-	fig['new_gen'] = origin_gen + 1
-	fig['new_sgid'] = origin_sgid + 1
+			int(fig['new'][0]['mono']) - int(res['prev']))
 	return fig
 
 
-def check_all(origin, clones, want_tokens, chk):
-	"""Every assertion of the test; returns per-clone figures."""
+def repeats(sets):
+	"""Tokens shared by pairs of clones: (pairs, distinct tokens), where
+	pairs counts each token once per pair of clones that both emitted it."""
+	pairs = 0
+	shared = set()
+	for a, b in itertools.combinations(sets, 2):
+		both = a & b
+		pairs += len(both)
+		shared |= both
+	return pairs, len(shared)
+
+
+def cross_figures(figs):
+	"""Per stream, the repeats over all pairs of clones: of every token
+	committed after the resume, of those under the new generation only,
+	and of the race-window tokens."""
+	out = {}
+	for field, _, _ in STREAMS:
+		key = 'rounds_after' if field == 'ctl' else 'after'
+		out[field] = {
+			'all': repeats([{t[field] for t in f[key]}
+					for f in figs]),
+			'new': repeats([{t[field] for t in f['new']}
+					for f in figs]),
+			'window': repeats([{t[field] for t in f['window']}
+					   for f in figs]),
+		}
+	return out
+
+
+def in_state(state, tok):
+	"""Whether the 128-bit token tok (hex) is in the saved guest's memory,
+	as text or as bytes: then it was drawn before the save. Each half is
+	looked for alone, so that a token split by a page boundary is found
+	too (at least one half stays whole)."""
+	h = tok.encode()
+	b = bytes.fromhex(tok)
+	return any(p in state for p in (h[:16], h[16:], b[:8], b[8:]))
+
+
+def prestop_counts(state, logs):
+	"""For each OpenSSL program stream: how many of its first tokens were
+	drawn before the save. The program writes its tokens in order to a
+	file in the guest's tmpfs, so every token drawn before the save is in
+	the saved memory, and those drawn after the resume are not: the first
+	clone's stream is a prefix found in the state, then tokens that are
+	not; a binary search finds the boundary."""
+	out = {}
+	for field, _, _ in OSSL_PROGS:
+		toks = [t['tok'] for t in logs[0].all(field)]
+		lo, hi = 0, len(toks)
+		while lo < hi:
+			mid = (lo + hi) // 2
+			if in_state(state, toks[mid]):
+				lo = mid + 1
+			else:
+				hi = mid
+		# the boundary must be sharp: the tokens just after it
+		# are all new
+		sharp = not any(in_state(state, t) for t in toks[lo:lo + 5])
+		out[field] = lo if sharp else None
+	return out
+
+
+def check_openssl(clones, prestop, mode, chk):
+	"""The OpenSSL program with and without the provider; returns the
+	figures: per stream, (repeated pairs, distinct) after the resume."""
+	figs = {}
+	for field, label, _ in OSSL_PROGS:
+		n = prestop.get(field)
+		if not chk.check(n is not None,
+				 '%s: tokens drawn before the save told apart '
+				 'from those drawn after the resume' % label):
+			continue
+		streams = [[t['tok'] for t in c.all(field)] for c in clones]
+		pre = {tuple(s[:n]) for s in streams}
+		chk.check(len(pre) == 1,
+			  '%s: the %d tokens drawn before the save are the same '
+			  'in every clone' % (label, n))
+		after = [s[n:] for s in streams]
+		least = min(len(a) for a in after)
+		chk.check(least >= 20,
+			  '%s: every clone drew tokens after the resume (at '
+			  'least %d; want >= 20)' % (label, least))
+		figs[field] = repeats([set(a) for a in after])
+		pairs, distinct = figs[field]
+		if field == 'plain':
+			sets = [set(a) for a in after]
+			fewest = min((len(a & b) for a, b in
+				      itertools.combinations(sets, 2)),
+				     default=0)
+			chk.check(fewest >= 20,
+				  '%s: every pair of clones repeats at least '
+				  '%d tokens (want >= 20; %d repeated in all)'
+				  % (label, fewest, pairs))
+		elif mode == 'race-free':
+			chk.check(pairs == 0,
+				  '%s: %d token(s) repeated across the pairs of '
+				  'clones, race window included (want 0)'
+				  % (label, pairs))
+	return figs
+
+
+def kernel_trouble(log):
+	return re.findall(r'^(?:vmctl: kernel: )?(.*(?:%s).*)$'
+			  % vmctl.KERNEL_TROUBLE, log.text, re.M)
+
+
+def check_origin(origin, mode, chk):
+	"""The origin's checks; (gen0, sgid0) or None."""
 	start = origin.one('start')
 	if not chk.check(start is not None, 'origin: clone_app started'):
 		return None
 	chk.check(start.get('source') == 'sysgenid',
 		  'origin: library source is sysgenid (got %s)'
 		  % start.get('source'))
+	mod = origin.one('module')
+	if mod:
+		print('     module: mode %s, GUID page %s, guid_page=%s'
+		      % (mod['mode'], mod['guid_page'], mod['param']))
+	rf, why = start.get('race_free', 'unknown'), start.get(
+		'race_free_why', '')
+	if mode == 'race-free':
+		# A library or module without the race-free path says so (or
+		# cannot tell): the counts below then decide.
+		chk.check(rf in ('1', 'unknown'),
+			  'origin: library reports the race-free path in use '
+			  '(race_free=%s%s)' % (rf, ' ' + why if why else ''))
+	else:
+		chk.check(rf in ('0', 'unknown'),
+			  'origin: library reports the counter-only path '
+			  '(race_free=%s%s)' % (rf, ' ' + why if why else ''))
+		if mod and mod['param'] != 'none':
+			chk.check(mod['guid_page'].startswith('not offered'),
+				  'origin: module does not offer the GUID page '
+				  '(%s)' % mod['guid_page'])
 	gen0, sgid0 = int(start['gen']), int(start['sgid'])
 	otoks = origin.tokens()
 	chk.check(len(otoks) > 0, 'origin: %d tokens before the save'
@@ -165,65 +346,124 @@ def check_all(origin, clones, want_tokens, chk):
 		  all(t['inf'] == '1' for t in otoks) and
 		  not origin.all('txn-inflight-commit'),
 		  'origin: in-flight txn begun and still committable at save')
+	return gen0, sgid0
 
+
+def check_clone(c, f, gen0, mode, want_tokens, chk):
+	n = c.name
+	chk.check(c.one('done') is not None, '%s: app finished' % n)
+	chk.check(not c.all('error') and not c.all('begin-error'),
+		  '%s: no errors%s' % (n, ''.join(
+			  ' [%s]' % ' '.join('%s=%s' % kv for kv in e.items())
+			  for e in c.all('error') + c.all('begin-error'))[:300]))
+	chk.check(f['gens'] in ([f['new_gen']], [gen0, f['new_gen']]),
+		  '%s: combined generation %d -> %d, one step (seen %s)'
+		  % (n, gen0, f['new_gen'], f['gens']))
+	chk.check(f['sgids'] == [f['new_sgid']],
+		  '%s: sysgenid counter %d -> %d, one step (seen %s)'
+		  % (n, f['new_sgid'] - 1, f['new_sgid'], f['sgids']))
+	for name in ('chacha', 'openssl'):
+		runs = [cb for cb in f['cbs'] if cb['name'] == name]
+		chk.check(len(runs) == 1 and runs[0]['n'] == '1' and
+			  int(runs[0]['new']) == f['new_gen'] and
+			  int(runs[0]['old']) == gen0,
+			  '%s: callback %s ran exactly once, for %d -> %d'
+			  % (n, name, gen0, f['new_gen']))
+	chk.check(len(f['new']) >= want_tokens,
+		  '%s: %d tokens under the new generation (want %d)'
+		  % (n, len(f['new']), want_tokens))
+	inf = f['inflight']
+	chk.check(inf is not None and inf['ok'] == '0' and
+		  int(inf['gen']) == gen0,
+		  '%s: in-flight txn (gen %d) failed to commit' % (n, gen0))
+	chk.check(f['resume'] is not None,
+		  '%s: guest saw the resume (RTC jump %s s)'
+		  % (n, f['resume']['jump'] if f['resume'] else '-'))
+	bad = kernel_trouble(c)
+	chk.check(not bad, '%s: no kernel warning%s'
+		  % (n, (': ' + bad[0].strip()) if bad else ''))
+	if mode == 'race-free':
+		chk.check(not f['window'],
+			  '%s: %d token(s) committed under the old generation '
+			  'after the resume (want 0)' % (n, len(f['window'])))
+
+
+def check_cross(clones, figs, cross, mode, want_tokens, chk):
+	"""The comparisons over every pair of clones."""
+	npairs = len(clones) * (len(clones) - 1) // 2
+	for field, label, protected in STREAMS:
+		pairs, distinct = cross[field]['all']
+		if protected and mode == 'race-free':
+			chk.check(pairs == 0,
+				  '%s: %d token(s) repeated across the %d pairs '
+				  'of clones, race window included (want 0)'
+				  % (label, pairs, npairs))
+		elif protected:
+			npairs_new, _ = cross[field]['new']
+			chk.check(npairs_new == 0,
+				  '%s: %d token(s) under the new generation '
+				  'repeated across the %d pairs of clones '
+				  '(want 0)' % (label, npairs_new, npairs))
+	# The control repeats, and the comparison above must see it.
+	ctl_sets = [{t['ctl'] for t in f['rounds_after']} for f in figs]
+	least = min((len(a & b) for a, b in
+		     itertools.combinations(ctl_sets, 2)), default=0)
+	chk.check(least >= want_tokens,
+		  'control RNG: every pair of clones repeats at least %d '
+		  'tokens (want >= %d; %d repeated in all)'
+		  % (least, want_tokens, cross['ctl']['all'][0]))
+	by_seq = [{int(t['seq']): t['ctl'] for t in f['rounds_after']}
+		  for f in figs]
+	diff = sum(1 for a, b in itertools.combinations(by_seq, 2)
+		   for s in set(a) & set(b) if a[s] != b[s])
+	chk.check(diff == 0, 'control RNG: same round, same token in every '
+		  'clone (%d differ)' % diff)
+	if mode == 'counter-only':
+		with_window = [c.name for c, f in zip(clones, figs)
+			       if f['window']]
+		chk.check(with_window != [],
+			  'counter-only: the race window is visible: %d of %d '
+			  'clones committed under the old generation after the '
+			  'resume (want >= 1)' % (len(with_window), len(clones)))
+		pairs, distinct = cross['lib']['window']
+		chk.check(pairs > 0,
+			  'counter-only: race-window tokens repeated across '
+			  'clones: %d (%d distinct; want >= 1)'
+			  % (pairs, distinct))
+
+
+def check_all(origin, clones, mode, want_tokens, chk, prestop=None):
+	"""Every assertion of the test; returns (per-clone figures, cross).
+	prestop: for the OpenSSL program streams, if they ran (see
+	prestop_counts)."""
+	base = check_origin(origin, mode, chk)
+	if base is None:
+		return None, None
+	gen0, sgid0 = base
+	if prestop is not None:
+		check = origin.one('openssl-check')
+		chk.check(check is not None and check['rc'] == '0',
+			  'origin: vmgenid-openssl-check says the provider is '
+			  'wired (rc=%s)' % (check or {}).get('rc'))
 	figs = []
 	for c in clones:
 		f = analyse_clone(c, gen0, sgid0)
 		figs.append(f)
-		n = c.name
-		chk.check(c.one('done') is not None, '%s: app finished' % n)
-		chk.check(not c.all('error') and not c.all('begin-error'),
-			  '%s: no errors' % n)
-		chk.check(f['gens'] in ([f['new_gen']], [gen0, f['new_gen']]),
-			  '%s: combined generation %d -> %d, one step (seen %s)'
-			  % (n, gen0, f['new_gen'], f['gens']))
-		chk.check(f['sgids'] == [f['new_sgid']],
-			  '%s: sysgenid counter %d -> %d, one step (seen %s)'
-			  % (n, sgid0, f['new_sgid'], f['sgids']))
-		for name in ('chacha', 'openssl'):
-			runs = [cb for cb in f['cbs'] if cb['name'] == name]
-			chk.check(len(runs) == 1 and runs[0]['n'] == '1' and
-				  int(runs[0]['new']) == f['new_gen'] and
-				  int(runs[0]['old']) == gen0,
-				  '%s: callback %s ran exactly once, for %d -> %d'
-				  % (n, name, gen0, f['new_gen']))
-		chk.check(len(f['new']) >= want_tokens,
-			  '%s: %d tokens under the new generation (want %d)'
-			  % (n, len(f['new']), want_tokens))
-		inf = f['inflight']
-		chk.check(inf is not None and inf['ok'] == '0' and
-			  int(inf['gen']) == gen0,
-			  '%s: in-flight txn (gen %d) failed to commit'
-			  % (n, gen0))
-		chk.check(f['resume'] is not None,
-			  '%s: guest saw the resume (RTC jump %s s)'
-			  % (n, f['resume']['jump'] if f['resume'] else '-'))
-
-	if len(clones) < 2:
-		return figs
-	a, b = clones[0], clones[1]
-	fa, fb = figs[0], figs[1]
-	for field, label in (('lib', 'libvmgenid ChaCha20'),
-			     ('ossl', 'OpenSSL RAND_bytes')):
-		all_a = {t[field] for t in a.tokens()}
-		all_b = {t[field] for t in b.tokens()}
-		new_a = {t[field] for t in fa['new']}
-		new_b = {t[field] for t in fb['new']}
-		same = (new_a & all_b) | (new_b & all_a)
-		chk.check(not same and len(new_a) == len(fa['new']) and
-			  len(new_b) == len(fb['new']),
-			  '%s tokens after the step differ between the clones '
-			  '(%d shared)' % (label, len(same)))
-	ctl_a = {int(kv['seq']): kv['ctl'] for w, kv in a.events
-		 if w in ('tok', 'abort')}
-	ctl_b = {int(kv['seq']): kv['ctl'] for w, kv in b.events
-		 if w in ('tok', 'abort')}
-	common = sorted(set(ctl_a) & set(ctl_b))
-	diff = [s for s in common if ctl_a[s] != ctl_b[s]]
-	chk.check(len(common) >= want_tokens and not diff,
-		  'control RNG identical in both clones after the restore '
-		  '(%d common rounds, %d differ)' % (len(common), len(diff)))
-	return figs
+		check_clone(c, f, gen0, mode, want_tokens, chk)
+		if prestop is not None:
+			errs = c.all('prov-err') + c.all('plain-err')
+			chk.check(not errs, '%s: the OpenSSL programs ran '
+				  'without an error%s' % (c.name, ' (%d lines)'
+							  % len(errs)
+							  if errs else ''))
+	cross = cross_figures(figs)
+	if len(clones) >= 2:
+		check_cross(clones, figs, cross, mode, want_tokens, chk)
+		if prestop is not None:
+			for field, pr in check_openssl(clones, prestop, mode,
+						       chk).items():
+				cross[field] = {'all': pr}
+	return figs, cross
 
 
 def check_fixed_guid(origin, clones, want_tokens, chk):
@@ -245,26 +485,25 @@ def check_fixed_guid(origin, clones, want_tokens, chk):
 		chk.check(not c.all('cb') and not c.all('txn-inflight-commit'),
 			  '%s: no callback ran, the in-flight txn still commits'
 			  % c.name)
-	if len(clones) < 2:
-		return
-	lib_a = {int(t['seq']): t['lib'] for t in clones[0].tokens()}
-	lib_b = {int(t['seq']): t['lib'] for t in clones[1].tokens()}
-	common = sorted(set(lib_a) & set(lib_b))
-	chk.check(len(common) >= want_tokens and
-		  all(lib_a[s] == lib_b[s] for s in common),
-		  'without a new generation ID the clones emit the same '
-		  'libvmgenid tokens (%d rounds compared)' % len(common))
+	for a, b in itertools.combinations(clones, 2):
+		lib_a = {int(t['seq']): t['lib'] for t in a.tokens()}
+		lib_b = {int(t['seq']): t['lib'] for t in b.tokens()}
+		common = sorted(set(lib_a) & set(lib_b))
+		chk.check(len(common) >= want_tokens and
+			  all(lib_a[s] == lib_b[s] for s in common),
+			  'without a new generation ID %s and %s emit the same '
+			  'libvmgenid tokens (%d rounds compared)'
+			  % (a.name, b.name, len(common)))
 
 
-def side_by_side(origin, clones, figs, rows):
-	"""A table a person can read: the clones' tokens round by round."""
+def side_by_side(origin, clones, rows):
+	"""A table a person can read: two clones' tokens round by round."""
 	a, b = clones[0], clones[1]
 	by_a = {int(kv['seq']): (w, kv) for w, kv in a.events
 		if w in ('tok', 'abort')}
 	by_b = {int(kv['seq']): (w, kv) for w, kv in b.events
 		if w in ('tok', 'abort')}
 	otoks = origin.tokens()
-
 	gen0 = int(origin.one('start')['gen'])
 
 	def cell(e):
@@ -274,7 +513,7 @@ def side_by_side(origin, clones, figs, rows):
 		if w == 'abort':
 			return '%-29s' % ('g%s  commit failed: dropped'
 					  % kv['gen'])
-		mark = '*' if kv['res'] == '1' and int(kv['gen']) == gen0 \
+		mark = '*' if kv['cres'] == '1' and int(kv['gen']) == gen0 \
 			else ' '
 		return 'g%s%s %s %s' % (kv['gen'], mark, kv['lib'],
 					 kv['ossl'][:8])
@@ -291,7 +530,7 @@ def side_by_side(origin, clones, figs, rows):
 	print('  gN = combined generation; * = committed after the guest had '
 	      'resumed')
 	print('  but under the old generation (race window)')
-	print('         %-29s  %-29s' % ('clone1', 'clone2'))
+	print('         %-29s  %-29s' % (a.name, b.name))
 	print('  round  %-29s  %-29s  control' %
 	      ('gen libvmgenid       openssl', 'gen libvmgenid       openssl'))
 	seqs = sorted(set(by_a) | set(by_b))
@@ -309,27 +548,145 @@ def side_by_side(origin, clones, figs, rows):
 	print()
 
 
-def report(clones, figs):
-	print('Figures (guest time, CLOCK_MONOTONIC):')
+def ms(v):
+	return '%.1f' % v if v is not None else 'n/a'
+
+
+def report(mode, origin, clones, figs, cross):
+	start = origin.one('start') or {}
+	print('Figures, %s mode, %d clones (race_free=%s; times in ms of '
+	      'guest time, CLOCK_MONOTONIC, from the resume):'
+	      % (mode, len(clones), start.get('race_free', '?')))
+	print('  %-8s %10s %8s %6s %11s %11s %10s' %
+	      ('clone', 'old-gen', 'aborted', 'late', 'callbacks',
+	       'first new', 'guest ran'))
+	print('  %-8s %10s %8s %6s %11s %11s %10s' %
+	      ('', 'commits', '', '', 'done', 'token', 'again'))
 	for c, f in zip(clones, figs):
-		def ms(v):
-			return '%.1f ms' % v if v is not None else 'n/a'
-		print('  %s: resume -> reseed callbacks done %s; resume -> '
-		      'first token under the new generation %s (the guest '
-		      'itself ran again %s after the resume)'
-		      % (c.name, ms(f['resume_to_cb_ms']),
-			 ms(f['resume_to_first_new_ms']),
-			 ms(f['resume_detect_ms'])))
-		print('  %s: race window: %d token(s) committed under the old '
-		      'generation after the resume; %d txn(s) aborted at the '
-		      'step; %d old token(s) from before the save flushed late'
-		      % (c.name, len(f['race']), len(f['aborts']),
-			 len(f['old_before_save'])))
-	if len(figs) >= 2:
-		ra = {t['lib'] for t in figs[0]['race']}
-		rb = {t['lib'] for t in figs[1]['race']}
-		print('  race-window tokens emitted by both clones (duplicates): '
-		      '%d' % len(ra & rb))
+		print('  %-8s %10d %8d %6d %11s %11s %10s' %
+		      (c.name, len(f['window']), len(f['aborts']),
+		       len(f['late']), ms(f['resume_to_cb_ms']),
+		       ms(f['resume_to_first_new_ms']),
+		       ms(f['resume_detect_ms'])))
+	print('  old-gen commits: committed after the resume under the old '
+	      'generation (the race')
+	print('  window); late: committed before the save, printed after it.')
+	n = len(clones)
+	print('Repeated tokens across the %d pairs of %d clones (pairs, '
+	      'distinct tokens):' % (n * (n - 1) // 2, n))
+	print('  %-22s %16s %16s %16s' % ('stream', 'after the resume',
+					  'race window', 'new generation'))
+	for field, label, _ in STREAMS:
+		x = cross[field]
+		print('  %-22s %16s %16s %16s' %
+		      (label, '%d (%d)' % x['all'], '%d (%d)' % x['window'],
+		       '%d (%d)' % x['new']))
+	for field, label, _ in OSSL_PROGS:
+		if field in cross:
+			print('  %-26s %12s' % (label, '%d (%d)'
+						 % cross[field]['all']))
+
+
+def figures_json(mode, origin, clones, figs, cross):
+	start = origin.one('start') or {}
+	return {
+		'mode': mode,
+		'race_free': start.get('race_free'),
+		'race_free_why': start.get('race_free_why'),
+		'module': origin.one('module'),
+		'clones': [{
+			'name': c.name,
+			'old_gen_commits': len(f['window']),
+			'aborted': len(f['aborts']),
+			'late': len(f['late']),
+			'resume_to_callbacks_ms': f['resume_to_cb_ms'],
+			'resume_to_first_new_ms': f['resume_to_first_new_ms'],
+			'resume_detect_ms': f['resume_detect_ms'],
+		} for c, f in zip(clones, figs)],
+		'repeated': {field: {k: list(v) for k, v in x.items()}
+			     for field, x in cross.items()},
+	}
+
+
+def analyse(logs, args, workdir=None, prestop=None):
+	"""Check and report; logs are the origin then the clones."""
+	chk = Checker()
+	origin, clones = logs[0], logs[1:]
+	if args.fixed_guid:
+		check_fixed_guid(origin, clones, args.tokens, chk)
+		vmctl.log('%d checks passed, %d failed'
+			  % (len(chk.passes), len(chk.failures)))
+		return not chk.failures
+	figs, cross = check_all(origin, clones, args.mode, args.tokens, chk,
+				prestop)
+	if figs and args.show and len(clones) >= 2:
+		side_by_side(origin, clones, args.rows)
+	if figs:
+		report(args.mode, origin, clones, figs, cross)
+		if workdir:
+			with open(os.path.join(workdir, 'figures.json'),
+				  'w') as f:
+				json.dump(figures_json(args.mode, origin,
+						       clones, figs, cross),
+					  f, indent=1)
+	vmctl.log('%s mode, %d clones: %d checks passed, %d failed'
+		  % (args.mode, len(clones), len(chk.passes),
+		     len(chk.failures)))
+	return not chk.failures
+
+
+def analyse_saved(logdir, args):
+	"""Re-check the serial logs a previous run left in logdir."""
+	with open(os.path.join(logdir, 'run.json')) as f:
+		saved = json.load(f)
+	args.mode = saved['mode']
+	args.tokens = saved['tokens']
+	args.fixed_guid = saved.get('fixed_guid')
+	logs = []
+	for name in ['origin'] + saved['clones']:
+		with open(os.path.join(logdir, name + '.log'), 'rb') as f:
+			logs.append(Log(name, f.read().decode('utf-8',
+							      'replace')))
+	return 0 if analyse(logs, args, logdir, saved.get('prestop')) else 1
+
+
+def fetch_kernel(cache, kind):
+	"""The harness's kernel for kind (generic, cloud, 6.12), where it can
+	choose; the one kernel it has otherwise."""
+	if 'name' in inspect.signature(vmctl.fetch).parameters:
+		return vmctl.fetch(cache, name=kind)
+	if kind not in (None, 'generic'):
+		raise vmctl.Skip('this vmctl.py cannot boot the %s kernel'
+				 % kind)
+	return vmctl.fetch(cache)
+
+
+def module_has_param(ko, name):
+	"""Whether a .ko declares the parameter name (its .modinfo)."""
+	with open(ko, 'rb') as f:
+		return (b'parmtype=%s:' % name.encode()) in f.read()
+
+
+def load_module(vm, ko, mode):
+	"""insmod from the guest's shell, with the mode's parameter."""
+	params = MODE_PARAMS[mode]
+	if params and not module_has_param(ko, params.split('=')[0]):
+		# A module from before the GUID page is counter-only anyway.
+		vmctl.log('%s has no %s parameter: loaded without it'
+			  % (os.path.basename(ko), params.split('=')[0]))
+		params = ''
+	name = os.path.basename(ko)
+	rc = vm.shell('insmod /lib/modules/%s %s' % (name, params), 60)
+	if rc != 0:
+		raise vmctl.HarnessError('insmod %s %s failed (rc=%d):\n%s'
+					 % (name, params, rc,
+					    vm.read_log()[-1500:]))
+	# One line the host parses: how the module runs (sysgenid(4)).
+	vm.shell('echo "CLONE module mode=$(cat %s/mode 2>/dev/null || '
+		 'echo unknown) guid_page=\\"$(cat %s/guid_page 2>/dev/null '
+		 '|| echo unknown)\\" param=$(cat /sys/module/sysgenid/'
+		 'parameters/guid_page 2>/dev/null || echo none)"'
+		 % (SYSFS, SYSFS), 60)
 
 
 def main(argv=None):
@@ -344,21 +701,46 @@ def main(argv=None):
 		'VMCTL_CACHE', os.path.join(os.getcwd(), 'vm-cache')))
 	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
 							  'vm-clone'))
+	ap.add_argument('--kernel',
+			help='guest kernel: generic, cloud or 6.12 (default '
+			     '$VMCTL_KERNEL, else generic)')
+	ap.add_argument('--mode', choices=MODES, default='race-free',
+			help='race-free (the module as loaded by default) or '
+			     'counter-only (guid_page=0, the control)')
+	ap.add_argument('--clones', type=int, default=2,
+			help='clones restored from the one saved state')
+	# On 2 cores under TCG one at a time is the quickest (8 clones:
+	# ~29 s, against ~34 s four at a time and ~60 s all at once) and
+	# stretches the guest's resume path the least; see README.md.
+	ap.add_argument('--batch', type=int, default=1,
+			help='clones restored at the same time (default 1; '
+			     '0: all); each batch runs to its end before the '
+			     'next is restored')
 	ap.add_argument('--tokens', type=int, default=50,
 			help='tokens each clone emits under the new generation')
 	ap.add_argument('--before', type=int, default=20,
 			help='tokens the guest emits before the save')
 	ap.add_argument('--period-ms', type=int, default=15)
-	ap.add_argument('--parallel', action='store_true',
-			help='restore the clones at the same time')
 	ap.add_argument('--fixed-guid', metavar='UUID',
 			help='negative run: restore with this fixed generation '
 			     'ID and expect no reseed and duplicate tokens')
+	ap.add_argument('--openssl-prog', metavar='PROG',
+			help='an OpenSSL program linked to libcrypto only '
+			     '(tests/provider/rand_tokens.c) to run with and '
+			     'without the provider')
+	ap.add_argument('--provider', metavar='SO',
+			help='the libvmgenid OpenSSL provider module')
+	ap.add_argument('--provider-check', metavar='PROG',
+			help='vmgenid-openssl-check, run once in the guest')
+	ap.add_argument('--provider-conf', metavar='TEMPLATE',
+			default=os.path.join(HERE, '..', '..', '..', 'provider',
+					     'vmgenid-provider.cnf.in'),
+			help='the provider configuration template')
 	ap.add_argument('--append', default='',
 			help='more kernel command line (e.g. loglevel=6 to see '
 			     'the kernel reseed line)')
 	ap.add_argument('--show', action='store_true',
-			help='print the clones side by side')
+			help='print the first two clones side by side')
 	ap.add_argument('--rows', type=int, default=16)
 	ap.add_argument('-v', '--verbose', action='store_true',
 			help='print the serial logs')
@@ -369,6 +751,12 @@ def main(argv=None):
 		return analyse_saved(args.logs, args)
 	if not args.app:
 		ap.error('--app is required')
+	if args.clones < 1:
+		ap.error('--clones must be at least 1')
+	if bool(args.openssl_prog) != bool(args.provider) or \
+	   bool(args.provider) != bool(args.provider_check):
+		ap.error('--openssl-prog, --provider and --provider-check go '
+			 'together')
 	try:
 		return run(args)
 	except vmctl.Skip as e:
@@ -381,92 +769,64 @@ def main(argv=None):
 		vmctl._kill_all()
 
 
-def analyse(logs, args):
-	"""Check and report; logs are origin, clone1, clone2."""
-	chk = Checker()
-	if args.fixed_guid:
-		check_fixed_guid(logs[0], logs[1:], args.tokens, chk)
-		vmctl.log('%d checks passed, %d failed'
-			  % (len(chk.passes), len(chk.failures)))
-		return not chk.failures
-	figs = check_all(logs[0], logs[1:], args.tokens, chk)
-	if figs and args.show:
-		side_by_side(logs[0], logs[1:], figs, args.rows)
-	if figs:
-		report(logs[1:], figs)
-	vmctl.log('%d checks passed, %d failed'
-		  % (len(chk.passes), len(chk.failures)))
-	return not chk.failures
+def provider_files(args, work):
+	"""(src, dest) pairs for the initramfs: the provider, the libraries
+	it needs that the programs do not bring, its configuration."""
+	conf = os.path.join(work, 'vmgenid-openssl.cnf')
+	with open(args.provider_conf) as f:
+		text = f.read()
+	with open(conf, 'w') as f:
+		f.write(text.replace('@HEADER@', 'openssl_conf = openssl_init')
+			.replace('@MODULE@', GUEST_PROVIDER))
+	files = [(args.provider, GUEST_PROVIDER), (conf, GUEST_CONF)]
+	for lib in vmctl._ldd_deps(args.provider):
+		if re.match(r'/(usr/)?lib(64)?/', lib):
+			files.append((lib, lib))
+		else:	# the build tree's libvmgenid
+			files.append((lib, GUEST_LIBDIR + '/' +
+				      os.path.basename(lib)))
+	return files
 
 
-def analyse_saved(logdir, args):
-	"""Re-check the serial logs a previous run left in logdir."""
-	logs = []
-	for name in ('origin', 'clone1', 'clone2'):
-		with open(os.path.join(logdir, name + '.log'), 'rb') as f:
-			logs.append(Log(name, f.read().decode('utf-8',
-							      'replace')))
-	return 0 if analyse(logs, args) else 1
+def start_openssl_progs(vm, args):
+	"""The check program, then both OpenSSL programs in the background,
+	one token every --period-ms into a file in /tmp each."""
+	check = os.path.basename(args.provider_check)
+	vm.shell('OPENSSL_CONF=%s /tests/%s; echo "CLONE openssl-check rc=$?"'
+		 % (GUEST_CONF, check), 60)
+	prog = os.path.basename(args.openssl_prog)
+	for field, _, env in OSSL_PROGS:
+		rc = vm.shell('%s/tests/%s -n 0 -i %d >/tmp/%s.tok '
+			      '2>/tmp/%s.err & echo $! >/tmp/%s.pid'
+			      % (env, prog, args.period_ms, field, field,
+				 field), 60)
+		if rc != 0:
+			raise vmctl.HarnessError('%s: cannot start %s' %
+						 (vm.name, prog))
 
 
-def run(args):
-	cache = os.path.abspath(args.cache)
-	work = os.path.abspath(args.workdir)
-	os.makedirs(work, exist_ok=True)
-	t_start = time.monotonic()
-	vmctl.qemu_binary()
-	with vmctl.phase('fetch'):
-		kernel = vmctl.fetch(cache)
-	with vmctl.phase('build-module'):
-		kos = vmctl.build_module(kernel, os.path.abspath(args.driver),
-					 os.path.join(work, 'module'))
-	with vmctl.phase('initramfs'):
-		initrd = vmctl.build_initramfs(
-			kernel, os.path.join(work, 'initramfs.cpio.gz'),
-			modules=kos, progs=[args.app])
-	accel = vmctl.choose_accel(kernel, cache, work)
-	vmctl.log('accelerator: ' + accel)
-	env = {'VMCTL_MODULES': ','.join(os.path.basename(k)[:-3]
-					 for k in kos),
-	       'VMCTL_SHELL': '1'}
-	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel,
-			  args.append, guid=args.fixed_guid or 'auto')
-	vms = [origin]
-	ok = False
-	try:
-		with vmctl.phase('boot to /init'):
-			origin.start()
-			origin.wait_for('^vmctl: shell', vmctl.TCG_BOOT_TIMEOUT)
-		if re.search(r'^vmctl: insmod \S+ rc=[1-9]', origin.read_log(),
-			     re.M):
-			raise vmctl.HarnessError('insmod failed:\n' +
-						 origin.read_log()[-1500:])
-		with vmctl.phase('clone_app: %d tokens' % args.before):
-			origin.send('/tests/%s --period-ms %d --after %d'
-				    % (os.path.basename(args.app),
-				       args.period_ms, args.tokens))
-			m = origin.wait_for(r'^CLONE (start|error)', 120)
-			if m.group(1) == 'error':
-				raise vmctl.HarnessError(
-					'clone_app failed:\n' +
-					origin.read_log()[-1500:])
-			origin.wait_for(r'^CLONE tok seq=%d ' % args.before, 120)
-		state = os.path.join(work, 'state.bin')
-		with vmctl.phase('save'):
-			origin.save(state)
-		saved = time.monotonic()
-		vmctl.log('saved state: %.1f MB'
-			  % (os.path.getsize(state) / 1e6))
-		# keep the VM stopped long enough for the RTC to show it
-		time.sleep(max(0.0, saved + MIN_STOPPED_S - time.monotonic()))
-		with vmctl.phase('restore 2 clones %s' %
-				 ('in parallel' if args.parallel
-				  else 'in sequence')):
-			clones = vmctl.restore_clones(
-				origin, state, ['clone1', 'clone2'],
-				args.parallel)
-		vms += clones
-		with vmctl.phase('clones run'):
+def collect_openssl_progs(vm):
+	"""Stop the OpenSSL programs; their tokens to the console."""
+	vm.shell('for f in %s; do kill $(cat /tmp/$f.pid); '
+		 'sed "s/^/CLONE $f tok=/" /tmp/$f.tok; '
+		 'sed "s/^/CLONE $f-err /" /tmp/$f.err; done'
+		 % ' '.join(f for f, _, _ in OSSL_PROGS), 120)
+
+
+def run_clones(origin, state, names, args, vms):
+	"""Restore names from state in batches, appending them to vms; each
+	batch runs to its end before the next starts."""
+	batch = args.batch if args.batch > 0 else len(names)
+	for i in range(0, len(names), batch):
+		group = names[i:i + batch]
+		with vmctl.phase('restore %s' % ' '.join(group)):
+			clones = [origin.restore_from(state, n) for n in group]
+			vms += clones
+			for c in clones:
+				c.start()
+			for c in clones:
+				c.resume()
+		with vmctl.phase('run %s' % ' '.join(group)):
 			if args.fixed_guid:
 				# nothing steps, so the app never finishes:
 				# let it run as many rounds as it would have
@@ -475,17 +835,103 @@ def run(args):
 						      re.M)[-1])
 				for c in clones:
 					c.wait_for(r'^CLONE tok seq=%d '
-						   % (last + args.tokens + 1), 120)
+						   % (last + args.tokens + 1),
+						   300)
 			else:
 				for c in clones:
-					c.wait_for(r'^CLONE done ', 120)
+					c.wait_for(r'^CLONE done ', 300)
+					if args.provider:
+						collect_openssl_progs(c)
 					c.send('exit')
+				# /init reports kernel warnings, then ends
+				for c in clones:
+					c.wait_for('^' + vmctl.END_MARKER, 60)
 		for c in clones:
-			try:
-				c.wait_exit(0 if args.fixed_guid else 30)
-			except vmctl.HarnessError:
-				c.kill()
-		ok = analyse([Log(v.name, v.read_log()) for v in vms], args)
+			c.kill()
+
+
+def run(args):
+	cache = os.path.abspath(args.cache)
+	work = os.path.abspath(args.workdir)
+	os.makedirs(work, exist_ok=True)
+	# the negative run has no use for the OpenSSL programs
+	if args.fixed_guid:
+		args.provider = None
+	t_start = time.monotonic()
+	vmctl.qemu_binary()
+	with vmctl.phase('fetch'):
+		kernel = fetch_kernel(cache, args.kernel)
+	with vmctl.phase('build-module'):
+		kos = vmctl.build_module(kernel, os.path.abspath(args.driver),
+					 os.path.join(work, 'module'))
+	progs, files = [args.app], []
+	if args.provider:
+		progs += [args.openssl_prog, args.provider_check]
+		files = provider_files(args, work)
+	with vmctl.phase('initramfs'):
+		initrd = vmctl.build_initramfs(
+			kernel, os.path.join(work, 'initramfs.cpio.gz'),
+			modules=kos, progs=progs, files=files)
+	accel = vmctl.choose_accel(kernel, cache, work)
+	vmctl.log('accelerator: %s; kernel %s; %s mode, %d clones, %s'
+		  % (accel, kernel.abi, args.mode, args.clones,
+		     'all at once' if args.batch <= 0 or
+		     args.batch >= args.clones else '%d at a time'
+		     % args.batch))
+	names = ['clone%d' % i for i in range(1, args.clones + 1)]
+	runinfo = {'mode': args.mode, 'tokens': args.tokens, 'clones': names,
+		 'fixed_guid': args.fixed_guid, 'kernel': kernel.abi}
+	with open(os.path.join(work, 'run.json'), 'w') as f:
+		json.dump(runinfo, f)
+	# The module is loaded from the guest's shell, so that the mode can
+	# set its parameter.
+	env = {'VMCTL_SHELL': '1'}
+	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel,
+			  args.append, guid=args.fixed_guid or 'auto')
+	vms = [origin]
+	state = os.path.join(work, 'state.bin')
+	ok = False
+	try:
+		with vmctl.phase('boot to /init'):
+			origin.start()
+			origin.wait_for('^vmctl: shell', vmctl.TCG_BOOT_TIMEOUT)
+		ko = [k for k in kos if os.path.basename(k) == 'sysgenid.ko']
+		if not ko:
+			raise vmctl.HarnessError('no sysgenid.ko in %s' % kos)
+		load_module(origin, ko[0], args.mode)
+		if args.provider:
+			start_openssl_progs(origin, args)
+		with vmctl.phase('clone_app: %d tokens' % args.before):
+			origin.send('/tests/%s --period-ms %d --after %d'
+				    % (os.path.basename(args.app),
+				       args.period_ms, args.tokens))
+			# the shell loop counts it as a command too
+			origin.shell_n += 1
+			m = origin.wait_for(r'^CLONE (start|error)', 120)
+			if m.group(1) == 'error':
+				raise vmctl.HarnessError(
+					'clone_app failed:\n' +
+					origin.read_log()[-1500:])
+			origin.wait_for(r'^CLONE tok seq=%d ' % args.before, 120)
+		with vmctl.phase('save'):
+			origin.save(state)
+		saved = time.monotonic()
+		vmctl.log('saved state: %.1f MB'
+			  % (os.path.getsize(state) / 1e6))
+		# keep the VM stopped long enough for the RTC to show it
+		time.sleep(max(0.0, saved + MIN_STOPPED_S - time.monotonic()))
+		with vmctl.phase('%d clones' % args.clones):
+			run_clones(origin, state, names, args, vms)
+		logs = [Log(v.name, v.read_log()) for v in vms]
+		prestop = None
+		if args.provider and not args.fixed_guid:
+			with open(state, 'rb') as f:
+				prestop = prestop_counts(f.read(), logs[1:])
+			runinfo['prestop'] = prestop
+			with open(os.path.join(work, 'run.json'), 'w') as f:
+				json.dump(runinfo, f)
+		ok = analyse(logs, args, work, prestop)
+		vmctl.log('timings: ' + vmctl.timings())
 		vmctl.log('total %.1f s' % (time.monotonic() - t_start))
 	finally:
 		if not ok or args.verbose:
@@ -493,6 +939,9 @@ def run(args):
 				vmctl.dump_log(v)
 		for v in vms:
 			v.kill()
+	if ok:
+		# ~90 MB; kept after a failure, to look at
+		os.unlink(state)
 	return 0 if ok else 1
 
 
