@@ -118,7 +118,8 @@ static int dispatch_locked(void)
 		vmgen_g.reasons = 0;
 		vmgen_g.last_error = 0;
 		vmgen_publish_locked(target, vmgen_g.src_seen);
-		vmgen_sysgenid_ack_locked();
+		if (vmgen_g.ops->ack)
+			vmgen_g.ops->ack(vmgen_g.src_seen);
 	} else {
 		vmgen_g.last_error = err;
 	}

@@ -15,6 +15,7 @@
 
 struct vmgen_state vmgen_g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.ops = &vmgen_none_ops,
 	.kind = VMGEN_SOURCE_NONE,
 	.src_fd = -1,
 	.epfd = -1,
@@ -25,10 +26,6 @@ struct vmgen_state vmgen_g = {
 	.callbacks = CDS_LIST_HEAD_INIT(vmgen_g.callbacks),
 };
 
-/* The none source reads this: it never changes. */
-static const uint32_t vmgen_zero_counter;
-/* The GUID words of a source without a GUID page. */
-static const uint64_t vmgen_zero_words[2];
 
 void vmgen_lock(void)
 {
@@ -38,11 +35,6 @@ void vmgen_lock(void)
 void vmgen_unlock(void)
 {
 	pthread_mutex_unlock(&vmgen_g.lock);
-}
-
-void vmgen_reject(int kind, const char *reason)
-{
-	vmgen_g.rejected[kind] = reason;
 }
 
 int vmgen_replace_fd(int old, int newfd)
@@ -59,192 +51,60 @@ int vmgen_replace_fd(int old, int newfd)
 	return old;
 }
 
-/*
- * Open a source path read-only and check its type. Default device paths
- * must be character devices; a path the caller named may also be a
- * regular file, so that tests and demos can stand a file in for a device.
- */
-int vmgen_open_source(int kind, const char *path, bool explicit_path,
-		      bool want_regular)
+/* The back-ends, by enum vmgen_source_kind. */
+static const struct vmgen_source_ops *const backends[VMGEN_SOURCE_COUNT] = {
+	[VMGEN_SOURCE_VMCLOCK] = &vmgen_vmclock_ops,
+	[VMGEN_SOURCE_SYSGENID] = &vmgen_sysgenid_ops,
+	[VMGEN_SOURCE_FILE] = &vmgen_file_ops,
+	[VMGEN_SOURCE_NONE] = &vmgen_none_ops,
+};
+
+int vmgen_source_read_locked(uint64_t *value)
 {
-	struct stat st;
-	int fd, err;
-
-	/* O_NONBLOCK: opening a FIFO put at the path must not hang us. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		err = -errno;
-		if (err == -ENOENT || err == -ENOTDIR || err == -ENXIO ||
-		    err == -ENODEV)
-			vmgen_reject(kind, "missing");
-		else if (err == -EACCES || err == -EPERM)
-			vmgen_reject(kind, "permission denied");
-		else
-			vmgen_reject(kind, "cannot open");
-		return err;
-	}
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		close(fd);
-		vmgen_reject(kind, "cannot stat");
-		return err;
-	}
-	if (want_regular) {
-		if (!S_ISREG(st.st_mode)) {
-			close(fd);
-			vmgen_reject(kind, "not a regular file");
-			return -ENODEV;
-		}
-	} else if (!S_ISCHR(st.st_mode) &&
-		   !(explicit_path && S_ISREG(st.st_mode))) {
-		close(fd);
-		vmgen_reject(kind, "not a character device");
-		return -ENODEV;
-	}
-	vmgen_g.src_is_chr = S_ISCHR(st.st_mode);
-	/* A stand-in file must hold what we read, or the mapping faults. */
-	if (S_ISREG(st.st_mode)) {
-		off_t need = kind == VMGEN_SOURCE_VMCLOCK ?
-			     (off_t)VMCLOCK_MIN_SIZE : (off_t)sizeof(uint32_t);
-
-		if (st.st_size < need) {
-			close(fd);
-			vmgen_reject(kind, kind == VMGEN_SOURCE_VMCLOCK ?
-				     "too small (size < 112)" :
-				     "too small (< 4 bytes)");
-			return -ENODEV;
-		}
-	}
-	return fd;
-}
-
-/* Map one page of @fd read-only and shared (the drivers allow no more). */
-int vmgen_map_source(int kind, int fd)
-{
-	long pagesz = sysconf(_SC_PAGESIZE);
-	void *map;
-
-	if (pagesz <= 0)
-		pagesz = 4096;
-	map = mmap(NULL, (size_t)pagesz, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
-		int err = -errno;
-
-		vmgen_reject(kind, "mmap failed");
-		return err;
-	}
-	vmgen_g.map = map;
-	vmgen_g.map_len = (size_t)pagesz;
-	return 0;
-}
-
-/* Make a mapped source the one in use; on failure the caller cleans up. */
-int vmgen_source_adopt(int kind, int fd, const char *path,
-		       uint32_t counter_kind)
-{
-	vmgen_g.path = strdup(path);
-	if (!vmgen_g.path)
-		return -ENOMEM;
-	vmgen_g.kind = kind;
-	vmgen_g.src_fd = fd;
-	vmgen_g.fastpath.counter_kind = counter_kind;
-	vmgen_g.fastpath.counter = vmgen_g.map;
-	return 0;
+	return vmgen_g.ops->read(value);
 }
 
 void vmgen_source_close_locked(void)
 {
-	if (vmgen_g.map)
-		munmap(vmgen_g.map, vmgen_g.map_len);
-	vmgen_g.map = NULL;
-	vmgen_g.map_len = 0;
-	if (vmgen_g.src_fd >= 0)
-		close(vmgen_g.src_fd);
-	vmgen_g.src_fd = -1;
-	free(vmgen_g.path);
-	vmgen_g.path = NULL;
-	vmgen_g.src_is_chr = false;
-	vmgen_g.src_writable = false;
-	vmgen_g.tracking = false;
-	vmgen_g.kind = VMGEN_SOURCE_NONE;
+	vmgen_g.ops->close();
 }
 
-/*
- * In a fork child the device fd is shared with the parent: its
- * acknowledged generation, tracking and poll state would be too. Give the
- * child its own open file, under the same fd number.
- */
 int vmgen_source_reopen_locked(void)
 {
-	int fd, ret;
-
-	if (!vmgen_g.src_is_chr || vmgen_g.src_fd < 0)
-		return 0;
-	if (vmgen_g.kind == VMGEN_SOURCE_SYSGENID)
-		fd = vmgen_sysgenid_open_fd(vmgen_g.path);
-	else if ((fd = open(vmgen_g.path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
-			    O_NONBLOCK)) < 0)
-		fd = -errno;
-	if (fd < 0)
-		return fd;
-	ret = vmgen_replace_fd(vmgen_g.src_fd, fd);
-	if (ret < 0)
-		return ret;
-	if (vmgen_g.kind == VMGEN_SOURCE_SYSGENID && vmgen_g.tracking)
-		(void)vmgen_sysgenid_set_tracking(true);
-	return 0;
-}
-
-int vmgen_source_read_locked(uint64_t *value)
-{
-	if (vmgen_g.fastpath.counter_kind == VMGEN__COUNTER_VMCLOCK)
-		return vmgen_vmclock_read(vmgen_g.fastpath.counter, value);
-	*value = __atomic_load_n((const uint32_t *)vmgen_g.fastpath.counter,
-				 __ATOMIC_ACQUIRE);
-	return 0;
-}
-
-static int setup_none(void)
-{
-	vmgen_g.kind = VMGEN_SOURCE_NONE;
-	vmgen_g.src_is_chr = false;
-	vmgen_g.notify = VMGEN_NOTIFY_NONE;
-	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_U32;
-	vmgen_g.fastpath.counter = &vmgen_zero_counter;
-	return 0;
+	return vmgen_g.ops->reopen ? vmgen_g.ops->reopen() : 0;
 }
 
 /* "auto" | "none" | "vmclock[:PATH]" | "sysgenid[:PATH]" | "file:PATH" */
 static int open_spec(const char *spec)
 {
-	const char *path;
-	int ret;
+	const struct vmgen_source_ops *ops;
+	size_t len;
+	int kind;
 
 	if (!strcmp(spec, "auto")) {
-		ret = vmgen_vmclock_open(VMGEN_DEFAULT_VMCLOCK, false);
-		if (ret < 0)
-			ret = vmgen_sysgenid_open(VMGEN_DEFAULT_SYSGENID, false);
-		if (ret < 0)
-			ret = setup_none();
-		return ret;
+		for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
+			ops = backends[kind];
+			/* never the file source: it has no default */
+			if (kind == VMGEN_SOURCE_NONE ||
+			    (ops->default_path &&
+			     ops->open(ops->default_path, false) == 0))
+				break;
+		}
+		return kind == VMGEN_SOURCE_NONE ? vmgen_none_ops.open(NULL,
+								       false) : 0;
 	}
-	if (!strcmp(spec, "none"))
-		return setup_none();
-	if (!strcmp(spec, "vmclock"))
-		return vmgen_vmclock_open(VMGEN_DEFAULT_VMCLOCK, false);
-	if (!strcmp(spec, "sysgenid"))
-		return vmgen_sysgenid_open(VMGEN_DEFAULT_SYSGENID, false);
-	if (!strncmp(spec, "vmclock:", 8)) {
-		path = spec + 8;
-		return *path ? vmgen_vmclock_open(path, true) : -EINVAL;
-	}
-	if (!strncmp(spec, "sysgenid:", 9)) {
-		path = spec + 9;
-		return *path ? vmgen_sysgenid_open(path, true) : -EINVAL;
-	}
-	if (!strncmp(spec, "file:", 5)) {
-		path = spec + 5;
-		return *path ? vmgen_file_open(path) : -EINVAL;
+	for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
+		ops = backends[kind];
+		len = strlen(ops->name);
+		if (strncmp(spec, ops->name, len))
+			continue;
+		if (spec[len] == '\0' && !ops->needs_path)
+			return ops->open(ops->default_path, false);
+		/* none takes no path; the others a non-empty one */
+		if (spec[len] == ':' && spec[len + 1] &&
+		    (ops->default_path || ops->needs_path))
+			return ops->open(spec + len + 1, true);
+		return -EINVAL;
 	}
 	return -EINVAL;
 }
@@ -252,22 +112,11 @@ static int open_spec(const char *spec)
 /* Describe the source to the VMGENID_1.1 inline code; kind goes last. */
 static void fast_publish_locked(void)
 {
-	const unsigned char *page = vmgen_g.fastpath.counter;
-
 	vmgen__fast.size = sizeof(vmgen__fast);
 	vmgen__fast.local = &vmgen_g.page->fast;
-	if (vmgen_g.fastpath.counter_kind == VMGEN__COUNTER_VMCLOCK) {
-		vmgen__fast.counter = (const uint32_t *)(const void *)
-				      (page + VMCLOCK_OFF_SEQ);
-		vmgen__fast.word = (const uint64_t *)(const void *)
-				   (page + VMCLOCK_OFF_GEN);
-		__atomic_store_n(&vmgen__fast.kind, VMGEN__FAST_VMCLOCK,
-				 __ATOMIC_RELEASE);
-		return;
-	}
-	vmgen__fast.counter = vmgen_g.fastpath.counter;
-	vmgen__fast.word = vmgen_zero_words;
-	__atomic_store_n(&vmgen__fast.kind, VMGEN__FAST_WORDS,
+	vmgen__fast.counter = vmgen_g.fast_counter;
+	vmgen__fast.word = vmgen_g.fast_word;
+	__atomic_store_n(&vmgen__fast.kind, vmgen_g.fast_kind,
 			 __ATOMIC_RELEASE);
 }
 
@@ -280,11 +129,9 @@ void vmgen_teardown_locked(void)
 	vmgen_fork_release_locked();
 	vmgen_source_close_locked();
 	vmgen_callbacks_free_all_locked();
-	memset(&vmgen_g.fastpath, 0, sizeof(vmgen_g.fastpath));
 	vmgen__fast.counter = NULL;
 	vmgen__fast.word = NULL;
 	vmgen__fast.local = NULL;
-	vmgen_g.guid_fold = 0;
 	vmgen_g.handled = 0;
 	vmgen_g.target = 0;
 	vmgen_g.reasons = 0;
@@ -314,8 +161,8 @@ static int init_locked(const char *spec, unsigned int flags)
 	if (ret < 0)
 		goto fail;
 	if (flags & VMGEN_INIT_TRACKING) {
-		ret = vmgen_g.kind == VMGEN_SOURCE_SYSGENID ?
-		      vmgen_sysgenid_set_tracking(true) : -EOPNOTSUPP;
+		ret = vmgen_g.ops->set_tracking ?
+		      vmgen_g.ops->set_tracking(true) : -EOPNOTSUPP;
 		if (ret < 0)
 			goto fail;
 	}

@@ -3,22 +3,11 @@
  * Orchestration: the sysgenid ioctls that let an orchestrator wait until
  * every tracked process has handled a generation, and trigger a change.
  * The file source simulates the trigger so that tests and demos can too.
+ * Sources without them say -EOPNOTSUPP.
  */
 #include <errno.h>
-#include <sys/ioctl.h>
-
-#include <linux/sysgenid.h>
 
 #include "vmgenid-internal.h"
-
-static int sysgenid_fd_locked(void)
-{
-	if (vmgen_g.kind != VMGEN_SOURCE_SYSGENID) {
-		vmgen_unlock();
-		return -EOPNOTSUPP;
-	}
-	return vmgen_g.src_fd;
-}
 
 static int set_tracking(bool on)
 {
@@ -26,10 +15,8 @@ static int set_tracking(bool on)
 
 	if (ret < 0)
 		return ret;
-	ret = sysgenid_fd_locked();
-	if (ret < 0)
-		return ret;
-	ret = vmgen_sysgenid_set_tracking(on);
+	ret = vmgen_g.ops->set_tracking ? vmgen_g.ops->set_tracking(on) :
+					  -EOPNOTSUPP;
 	vmgen_unlock();
 	return ret;
 }
@@ -44,46 +31,31 @@ VMGEN_PUBLIC int vmgen_tracking_disable(void)
 	return set_tracking(false);
 }
 
-/* -1 waits forever; 0 is the shortest wait the ioctl can express (1 ms). */
 VMGEN_PUBLIC int vmgen_wait_watchers(int timeout_ms)
 {
-	unsigned long arg;
-	int fd, ret;
+	const struct vmgen_source_ops *ops;
+	int ret;
 
 	if (timeout_ms < -1)
 		return -EINVAL;
 	ret = vmgen_enter();
 	if (ret < 0)
 		return ret;
-	fd = sysgenid_fd_locked();
-	if (fd < 0)
-		return fd;
+	ops = vmgen_g.ops;
 	vmgen_unlock();
-	arg = timeout_ms == -1 ? 0 : timeout_ms == 0 ? 1 :
-	      (unsigned long)timeout_ms;
-	ret = ioctl(fd, SYSGENID_WAIT_WATCHERS, arg);
-	if (ret < 0)
-		/* The ioctl times out with ETIME; vmgen_wait() says ETIMEDOUT. */
-		return errno == ETIME ? -ETIMEDOUT : -errno;
-	return ret;
+	/* It blocks: not under the lock. The source stays until exit. */
+	return ops->wait_watchers ? ops->wait_watchers(timeout_ms) :
+				    -EOPNOTSUPP;
 }
 
 VMGEN_PUBLIC int vmgen_trigger(uint32_t min_generation)
 {
-	int fd, ret = vmgen_enter();
+	int ret = vmgen_enter();
 
 	if (ret < 0)
 		return ret;
-	if (vmgen_g.kind == VMGEN_SOURCE_FILE) {
-		ret = vmgen_file_trigger_locked(min_generation);
-		vmgen_unlock();
-		return ret;
-	}
-	fd = sysgenid_fd_locked();
-	if (fd < 0)
-		return fd;
+	ret = vmgen_g.ops->trigger ? vmgen_g.ops->trigger(min_generation) :
+				     -EOPNOTSUPP;
 	vmgen_unlock();
-	ret = ioctl(fd, SYSGENID_TRIGGER_GEN_UPDATE,
-		    (unsigned long)min_generation);
-	return ret < 0 ? -errno : ret;
+	return ret;
 }

@@ -13,7 +13,7 @@
 
 #include "vmgenid-internal.h"
 
-int vmgen_file_open(const char *path)
+static int file_open(const char *path, bool explicit_path)
 {
 	int fd, ret;
 
@@ -22,19 +22,21 @@ int vmgen_file_open(const char *path)
 		return fd;
 	ret = vmgen_map_source(VMGEN_SOURCE_FILE, fd);
 	if (ret == 0)
-		ret = vmgen_source_adopt(VMGEN_SOURCE_FILE, fd, path,
-					 VMGEN__COUNTER_U32);
+		ret = vmgen_source_adopt(&vmgen_file_ops, VMGEN_SOURCE_FILE,
+					 fd, path);
 	if (ret < 0) {
-		vmgen_source_close_locked();
-		close(fd);
+		if (vmgen_g.src_fd != fd)
+			close(fd);
+		vmgen_source_release();
 		return ret;
 	}
+	vmgen_describe_u32(vmgen_g.map);
 	vmgen_g.notify = VMGEN_NOTIFY_INOTIFY;
 	return 0;
 }
 
 /* Simulate a change, as the sysgenid trigger ioctl does: max(min, cur+1). */
-int vmgen_file_trigger_locked(uint32_t min_generation)
+static int file_trigger(uint32_t min_generation)
 {
 	uint32_t cur, next;
 	ssize_t n;
@@ -55,3 +57,19 @@ int vmgen_file_trigger_locked(uint32_t min_generation)
 	close(fd);
 	return err;
 }
+
+static int file_race_free(const char **reason)
+{
+	*reason = "file source: a counter that a process writes after the fact";
+	return 0;
+}
+
+const struct vmgen_source_ops vmgen_file_ops = {
+	.name = "file",
+	.needs_path = true,
+	.open = file_open,
+	.read = vmgen_read_u32,
+	.race_free = file_race_free,
+	.trigger = file_trigger,
+	.close = vmgen_source_release,
+};

@@ -38,7 +38,7 @@ static uint64_t le64_at(const unsigned char *page, size_t off)
 	return le64toh(v);
 }
 
-int vmgen_vmclock_open(const char *path, bool explicit_path)
+static int vmclock_open(const char *path, bool explicit_path)
 {
 	const unsigned char *page;
 	int fd, ret;
@@ -76,10 +76,17 @@ int vmgen_vmclock_open(const char *path, bool explicit_path)
 			     "VM_GEN_COUNTER_PRESENT not set");
 		goto fail_unmap;
 	}
-	ret = vmgen_source_adopt(VMGEN_SOURCE_VMCLOCK, fd, path,
-				 VMGEN__COUNTER_VMCLOCK);
+	ret = vmgen_source_adopt(&vmgen_vmclock_ops, VMGEN_SOURCE_VMCLOCK, fd,
+				 path);
 	if (ret < 0)
 		goto fail_unmap;
+	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_VMCLOCK;
+	vmgen_g.fastpath.counter = page;
+	vmgen_g.fast_kind = VMGEN__FAST_VMCLOCK;
+	vmgen_g.fast_counter = (const uint32_t *)(const void *)
+			       (page + VMCLOCK_OFF_SEQ);
+	vmgen_g.fast_word = (const uint64_t *)(const void *)
+			    (page + VMCLOCK_OFF_GEN);
 	/*
 	 * Recent kernels let the device fd poll when the hypervisor sends
 	 * notifications (VMCLOCK_FLAG_NOTIFICATION_PRESENT); without them
@@ -127,3 +134,32 @@ int vmgen_vmclock_read(const void *counter, uint64_t *value)
 	}
 	return -EAGAIN;
 }
+
+static int vmclock_read_source(uint64_t *value)
+{
+	return vmgen_vmclock_read(vmgen_g.map, value);
+}
+
+/* The device re-arms poll on read. */
+static void vmclock_drain(int fd)
+{
+	char buf[16];
+
+	(void)!pread(fd, buf, sizeof(buf), 0);
+}
+
+static int vmclock_race_free(const char **reason)
+{
+	return 1;	/* written by the hypervisor before the guest runs */
+}
+
+const struct vmgen_source_ops vmgen_vmclock_ops = {
+	.name = "vmclock",
+	.default_path = VMGEN_DEFAULT_VMCLOCK,
+	.open = vmclock_open,
+	.read = vmclock_read_source,
+	.race_free = vmclock_race_free,
+	.drain = vmclock_drain,
+	.reopen = vmgen_reopen_ro,
+	.close = vmgen_source_release,
+};

@@ -96,6 +96,7 @@ struct vmgen_state {
 	bool init_attempted;		/* rejected[] holds its findings */
 
 	/* source */
+	const struct vmgen_source_ops *ops;	/* the back-end in use */
 	int kind;			/* enum vmgen_source_kind */
 	char *path;			/* NULL for none */
 	const char *rejected[VMGEN_SOURCE_COUNT];
@@ -107,8 +108,11 @@ struct vmgen_state {
 	uint64_t vmclock_flags;
 	bool tracking;			/* sysgenid watcher tracking on */
 
-	/* fast path */
+	/* fast path: what the back-end describes, the core publishes */
 	struct vmgen__fastpath fastpath;	/* VMGENID_1.0 view */
+	uint32_t fast_kind;		/* VMGENID_1.1 view: VMGEN__FAST_* */
+	const uint32_t *fast_counter;
+	const uint64_t *fast_word;
 	uint64_t guid_fold;		/* GUID words XORed, as handled; or 0 */
 	struct vmgen_local_page *page;
 	int fork_mode;			/* enum vmgen_fork_mode */
@@ -163,24 +167,61 @@ VMGEN_HIDDEN void vmgen_teardown_locked(void);
 VMGEN_HIDDEN void vmgen_lock(void);
 VMGEN_HIDDEN void vmgen_unlock(void);
 
-/* sources */
-VMGEN_HIDDEN int vmgen_vmclock_open(const char *path, bool explicit_path);
+/*
+ * A generation source back-end (STYLE.md item 11): the core calls these
+ * and nothing else of a back-end; back-ends call only the helpers of
+ * source.c. Optional members are NULL where a source has no such thing.
+ */
+struct vmgen_source_ops {
+	const char *name;		/* as in a source spec */
+	const char *default_path;	/* NULL: takes no path, or needs one */
+	bool needs_path;		/* "file:PATH" */
+	/* Open @path (NULL for none); on failure vmgen_reject() says why. */
+	int (*open)(const char *path, bool explicit_path);
+	/* The source's own value now (vmgen_source_generation()). */
+	int (*read)(uint64_t *value);
+	/*
+	 * Before a read that may start a step: 0 once whatever the source
+	 * saw is safe to act on (the GUID variant: the kernel has reseeded
+	 * for the GUID in memory), else a negative errno.
+	 */
+	int (*confirm)(void);
+	/* 1 with the race-free path, else 0 and *reason says why. */
+	int (*race_free)(const char **reason);
+	void (*drain)(int fd);		/* the notification fd was readable */
+	void (*ack)(uint64_t value);	/* a dispatch for @value completed */
+	int (*trigger)(uint32_t min_generation);
+	int (*set_tracking)(bool on);
+	int (*wait_watchers)(int timeout_ms);
+	int (*reopen)(void);		/* fork child: an open file of its own */
+	void (*close)(void);
+};
+
+VMGEN_HIDDEN extern const struct vmgen_source_ops vmgen_vmclock_ops;
+VMGEN_HIDDEN extern const struct vmgen_source_ops vmgen_sysgenid_ops;
+VMGEN_HIDDEN extern const struct vmgen_source_ops vmgen_file_ops;
+VMGEN_HIDDEN extern const struct vmgen_source_ops vmgen_none_ops;
+
+/* source.c: what the back-ends share */
+VMGEN_HIDDEN void vmgen_reject(int kind, const char *reason);
+VMGEN_HIDDEN int vmgen_open_source(int kind, const char *path,
+				   bool explicit_path, bool want_regular);
+VMGEN_HIDDEN void *vmgen_map_page(int kind, int fd, unsigned long pgoff);
+VMGEN_HIDDEN int vmgen_map_source(int kind, int fd);
+VMGEN_HIDDEN int vmgen_source_adopt(const struct vmgen_source_ops *ops,
+				    int kind, int fd, const char *path);
+VMGEN_HIDDEN void vmgen_describe_u32(const uint32_t *counter);
+VMGEN_HIDDEN int vmgen_read_u32(uint64_t *value);
+VMGEN_HIDDEN void vmgen_source_release(void);
+VMGEN_HIDDEN int vmgen_reopen_ro(void);
+
+/* source_vmclock.c: also for the tests and the fuzzer */
 VMGEN_HIDDEN int vmgen_vmclock_read(const void *page, uint64_t *value);
-VMGEN_HIDDEN int vmgen_sysgenid_open(const char *path, bool explicit_path);
-VMGEN_HIDDEN void vmgen_sysgenid_ack_locked(void);
-VMGEN_HIDDEN int vmgen_sysgenid_set_tracking(bool on);
-VMGEN_HIDDEN int vmgen_sysgenid_open_fd(const char *path);
-VMGEN_HIDDEN int vmgen_file_open(const char *path);
-VMGEN_HIDDEN int vmgen_file_trigger_locked(uint32_t min_generation);
+
+/* init.c: the core's view of the source in use */
 VMGEN_HIDDEN int vmgen_source_read_locked(uint64_t *value);
 VMGEN_HIDDEN void vmgen_source_close_locked(void);
 VMGEN_HIDDEN int vmgen_source_reopen_locked(void);
-VMGEN_HIDDEN int vmgen_open_source(int kind, const char *path,
-				   bool explicit_path, bool want_regular);
-VMGEN_HIDDEN void vmgen_reject(int kind, const char *reason);
-VMGEN_HIDDEN int vmgen_map_source(int kind, int fd);
-VMGEN_HIDDEN int vmgen_source_adopt(int kind, int fd, const char *path,
-				    uint32_t counter_kind);
 
 /* fork.c */
 VMGEN_HIDDEN int vmgen_fork_setup_locked(void);

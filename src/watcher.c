@@ -180,8 +180,8 @@ void vmgen_notify_drain(void)
 		break;
 	case VMGEN_NOTIFY_FD:
 		/* VMClock re-arms poll on read; sysgenid re-arms on ack. */
-		if (vmgen_g.kind == VMGEN_SOURCE_VMCLOCK)
-			(void)!pread(fd, buf, 16, 0);
+		if (vmgen_g.ops->drain)
+			vmgen_g.ops->drain(fd);
 		break;
 	default:
 		break;
