@@ -183,6 +183,34 @@ class KernelChoice(unittest.TestCase):
 				 'linux-headers-6.12.117+deb12-common')
 
 
+class ModuleKey(unittest.TestCase):
+	def test_key(self):
+		class K:
+			abi = '6.1.0-99-amd64'
+
+			def cc(self):
+				return 'gcc-12'
+		with tempfile.TemporaryDirectory() as src:
+			def write(name, text):
+				with open(os.path.join(src, name), 'w') as f:
+					f.write(text)
+			write('a.c', 'int a;\n')
+			k1 = vmctl._module_key(K(), src)
+			# build products do not change what is built
+			write('a.o', 'junk')
+			write('.a.o.cmd', 'junk')
+			self.assertEqual(vmctl._module_key(K(), src), k1)
+			# a source change does
+			write('a.c', 'int b;\n')
+			k2 = vmctl._module_key(K(), src)
+			self.assertNotEqual(k2, k1)
+			write('b.h', '')
+			self.assertNotEqual(vmctl._module_key(K(), src), k2)
+			# and so does another kernel
+			K.abi = '6.1.0-99-cloud-amd64'
+			self.assertNotEqual(vmctl._module_key(K(), src), k2)
+
+
 class Distinct(unittest.TestCase):
 	class Fake:
 		def __init__(self, name, text):

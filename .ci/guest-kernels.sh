@@ -1,0 +1,106 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# CI: the guest suites on every Debian 12 kernel a VM may run. The main run
+# (scripts/test.sh) boots the default kernel, generic; this runs, for each of
+# the other two (cloud: no vmgenid driver, the module binds the device
+# itself; 6.12), meson's suite `guest` (the module's ABI, restore and
+# syscall fuzz tests, the kernel-RNG test) and a 2-clone snapshot-clone run,
+# then prints one line per kernel, generic's taken from the main run's log:
+#
+#   kernel <name> (<abi>): N passed, M failed
+#
+# A skip counts as a failure: CI installs everything the tests need.
+# Usage: .ci/guest-kernels.sh [BUILD_DIR]   (default build, already built)
+# Environment: GUEST_KERNELS (default "cloud 6.12"), GUEST_FUZZ_SECONDS
+# (the syscall fuzz's duration on these kernels, default 15; 45 in the main
+# run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+build=${1:-build}
+kernels=${GUEST_KERNELS:-cloud 6.12}
+fuzz_seconds=${GUEST_FUZZ_SECONDS:-15}
+cache=$build/vm-cache
+logs=$build/meson-logs
+status=0
+lines=()
+start=$SECONDS
+
+# "N passed, M failed" of the suite-guest tests in a meson JSON log, plus
+# the clone run's exit status (0 pass, else fail); failing names follow.
+count() {
+	python3 - "$1" "$2" <<'EOF'
+import json, re, sys
+path, clone_rc = sys.argv[1], sys.argv[2]
+passed, bad = 0, []
+try:
+	with open(path) as log:
+		for line in log:
+			t = json.loads(line)
+			# "project:suite+suite / name"
+			suites = t['name'].split(' / ')[0].split(':')[-1].split('+')
+			name = t['name'].split(' / ')[-1]
+			if 'guest' not in suites and name != 'snapshot-clone':
+				continue
+			if t['result'] in ('OK', 'EXPECTEDFAIL'):
+				passed += 1
+			else:
+				bad.append('%s: %s' % (name, t['result']))
+except OSError as e:
+	bad.append('no log: %s' % e)
+if clone_rc != '-':
+	if clone_rc == '0':
+		passed += 1
+	else:
+		bad.append('snapshot-clone (2 clones): %s' %
+			   ('SKIP' if clone_rc == '77' else 'exit ' + clone_rc))
+if passed == 0 and not bad:
+	bad.append('no guest test ran')
+print('%d passed, %d failed' % (passed, len(bad)))
+for b in bad:
+	print('  ' + b)
+EOF
+}
+
+abi_of() {
+	python3 tests/vm/vmctl.py --cache "$cache" --kernel "$1" fetch 2>/dev/null |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["abi"])'
+}
+
+if [ -f "$logs/testlog.json" ]; then
+	abi=$(abi_of generic) || abi=unknown
+	res=$(count "$logs/testlog.json" -)
+	lines+=("kernel generic ($abi): $res (main run)")
+	case $res in *' 0 failed'*) ;; *) status=1 ;; esac
+fi
+
+for k in $kernels; do
+	t0=$SECONDS
+	printf '\n=== guest suites on kernel %s (%ss)\n' "$k" "$SECONDS"
+	if ! abi=$(abi_of "$k"); then
+		lines+=("kernel $k (?): 0 passed, 1 failed (fetch failed)")
+		status=1
+		continue
+	fi
+	VMCTL_KERNEL=$k VMCTL_APPEND="SYSGENID_FUZZ_SECONDS=$fuzz_seconds" \
+		meson test -C "$build" --suite guest --no-rebuild \
+		--print-errorlogs --logbase "testlog-guest-$k"
+	clone_rc=-
+	if [ -x "$build/tests/vm/clone/clone_app" ]; then
+		VMCTL_KERNEL=$k python3 tests/vm/clone/snapshot_clone.py \
+			--app "$build/tests/vm/clone/clone_app" \
+			--cache "$cache" --workdir "$build/guest-$k/clone" \
+			--clones 2 >"$logs/guest-$k-clone.txt" 2>&1
+		clone_rc=$?
+		tail -n 15 "$logs/guest-$k-clone.txt"
+	else
+		clone_rc=missing
+	fi
+	res=$(count "$logs/testlog-guest-$k.json" "$clone_rc")
+	lines+=("kernel $k ($abi): $res ($((SECONDS - t0)) s)")
+	case $res in *' 0 failed'*) ;; *) status=1 ;; esac
+done
+
+printf '\n=== guest kernels (%s s)\n' "$((SECONDS - start))"
+printf '%s\n' "${lines[@]}"
+exit $status
