@@ -101,6 +101,7 @@ VMGEN_PUBLIC const char *vmgen_source_name(int kind);
 VMGEN_PUBLIC const char *vmgen_source_path(void);
 VMGEN_PUBLIC const char *vmgen_source_rejected(int kind);
 VMGEN_PUBLIC int vmgen_source_generation(uint64_t *value);
+VMGEN_PUBLIC int vmgen_source_race_free(const char **reason);
 VMGEN_PUBLIC int vmgen_fork_mode(void);
 VMGEN_PUBLIC const char *vmgen_strerror(int err);
 

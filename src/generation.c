@@ -61,10 +61,17 @@ int vmgen_enter_outside_callback(void)
 /* Fold a fork and any source change seen now into at most one step. */
 static int observe_locked(void)
 {
+	bool step = false, moved = false;
 	uint64_t now;
-	bool step = false;
 	int ret;
 
+	/* The GUID variant: its change, once the kernel has reseeded. */
+	if (vmgen_g.ops->confirm) {
+		ret = vmgen_g.ops->confirm();
+		if (ret < 0)
+			return ret;
+		moved = ret > 0;
+	}
 	ret = vmgen_source_read_locked(&now);
 	if (ret < 0)
 		return ret;
@@ -73,7 +80,7 @@ static int observe_locked(void)
 		vmgen_g.reasons |= VMGEN_EVENT_FORK;
 		step = true;
 	}
-	if (now != vmgen_g.src_seen) {
+	if (now != vmgen_g.src_seen || moved) {
 		vmgen_g.src_seen = now;
 		vmgen_g.reasons |= VMGEN_EVENT_VM;
 		step = true;

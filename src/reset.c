@@ -20,3 +20,13 @@ void vmgen__test_reset(void)
 	vmgen_g.dispatches = 0;
 	vmgen_unlock();
 }
+
+static int (*real_guid_ioctl)(int, unsigned long, unsigned long);
+
+void vmgen__test_guid_ioctl(int (*fn)(int fd, unsigned long request,
+				      unsigned long arg))
+{
+	if (!real_guid_ioctl)
+		real_guid_ioctl = vmgen_guid_ioctl;
+	vmgen_guid_ioctl = fn ? fn : real_guid_ioctl;
+}

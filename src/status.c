@@ -81,6 +81,26 @@ VMGEN_PUBLIC int vmgen_source_generation(uint64_t *value)
 	return 0;
 }
 
+/*
+ * Whether a transaction begun before a restore can still commit after it,
+ * in the moments before the kernel has handled the restore: not with
+ * VMClock, nor with sysgenid's GUID page. The reason is static, or quotes
+ * the module and then stays the same until the process exits.
+ */
+VMGEN_PUBLIC int vmgen_source_race_free(const char **reason)
+{
+	const char *why = NULL;
+	int ret = vmgen_enter();
+
+	if (ret < 0)
+		return ret;
+	ret = vmgen_g.ops->race_free(&why);
+	vmgen_unlock();
+	if (reason)
+		*reason = ret ? NULL : why;
+	return ret;
+}
+
 VMGEN_PUBLIC int vmgen_fork_mode(void)
 {
 	int ret = vmgen_enter();
@@ -105,6 +125,8 @@ VMGEN_PUBLIC const char *vmgen_strerror(int err)
 	if (err == INT_MIN)
 		return "Unknown error";
 	switch (-err) {
+	case ESTALE:
+		return "The VM was restored, but the kernel has not confirmed its RNG reseed (nothing commits, no callback ran)";
 	case EALREADY:
 		return "Already initialised (or watcher already running)";
 	case ENODEV:

@@ -114,6 +114,13 @@ struct vmgen_state {
 	const uint32_t *fast_counter;
 	const uint64_t *fast_word;
 	uint64_t guid_fold;		/* GUID words XORed, as handled; or 0 */
+
+	/* sysgenid's GUID page (race-free on plain vmgenid), if offered */
+	void *guid_map;			/* the page, or NULL */
+	const uint64_t *guid;		/* the 16-byte GUID in it */
+	uint64_t guid_handled[2];	/* the GUID the last step stands for */
+	const char *race_reason;	/* why not race-free, or NULL */
+	char race_reason_buf[192];	/* when the reason quotes the module */
 	struct vmgen_local_page *page;
 	int fork_mode;			/* enum vmgen_fork_mode */
 	pid_t pid;
@@ -214,6 +221,16 @@ VMGEN_HIDDEN void vmgen_describe_u32(const uint32_t *counter);
 VMGEN_HIDDEN int vmgen_read_u32(uint64_t *value);
 VMGEN_HIDDEN void vmgen_source_release(void);
 VMGEN_HIDDEN int vmgen_reopen_ro(void);
+
+/*
+ * source_sysgenid.c: how long vmgen_generation() and a begin wait for the
+ * kernel's reseed after the GUID moved, when the module cannot handle the
+ * change on request (documented in vmgen_txn_begin(3) and vmgenid(7)).
+ */
+#define VMGEN_GUID_CONFIRM_MS		1000
+/* The GUID ioctls go through this; the unit tests fake them. */
+VMGEN_HIDDEN extern int (*vmgen_guid_ioctl)(int fd, unsigned long request,
+					    unsigned long arg);
 
 /* source_vmclock.c: also for the tests and the fuzzer */
 VMGEN_HIDDEN int vmgen_vmclock_read(const void *page, uint64_t *value);
