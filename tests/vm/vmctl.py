@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import fcntl
 import fnmatch
+import glob
 import gzip
 import hashlib
 import json
@@ -22,6 +23,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -236,6 +238,40 @@ def kernel_abi(apt_state, name=DEFAULT_KERNEL):
 				   (meta or 'linux-image-6.12.*+deb12-amd64'))
 
 
+def _apt_lists_key():
+	"""A digest of what apt answers from: the package lists, sources and
+	pins. Same digest, same answer; apt-cache itself takes 1-4 s a call
+	here (no pkgcache.bin), several calls per test."""
+	parts = []
+	for pattern in ('/var/lib/apt/lists/*', '/etc/apt/sources.list',
+			'/etc/apt/sources.list.d/*', '/etc/apt/preferences',
+			'/etc/apt/preferences.d/*'):
+		for path in sorted(glob.glob(pattern)):
+			with contextlib.suppress(OSError):
+				st = os.stat(path)
+				if stat.S_ISREG(st.st_mode):
+					parts.append('%s %d %d' % (
+						path, st.st_size, st.st_mtime_ns))
+	return hashlib.sha256('\n'.join(parts).encode()).hexdigest()
+
+
+def _resolve_abi(cache, name, apt_state):
+	"""kernel_abi(), remembered in the cache while the apt lists stay
+	the same."""
+	memo = os.path.join(cache, 'abi-%s.json' % name)
+	key = _apt_lists_key()
+	with contextlib.suppress(OSError, ValueError), open(memo) as f:
+		got = json.load(f)
+		if got.get('apt') == key and got.get('abi'):
+			return got['abi']
+	abi = kernel_abi(apt_state, name)
+	# an apt-get update inside kernel_abi() changed the lists: digest again
+	with open(memo + '.tmp', 'w') as f:
+		json.dump({'apt': _apt_lists_key(), 'abi': abi}, f)
+	os.rename(memo + '.tmp', memo)
+	return abi
+
+
 def common_headers(abi):
 	"""The common headers package of an ABI's headers: the cloud
 	kernel's use the same one as the generic kernel of its version."""
@@ -335,7 +371,7 @@ def fetch(cache, name=None):
 	apt_state = {}
 	abi = None
 	try:
-		abi = kernel_abi(apt_state, name)
+		abi = _resolve_abi(cache, name, apt_state)
 	except Skip:
 		# Offline: any complete cache of this kernel will do.
 		for d in sorted(os.listdir(cache), reverse=True):
