@@ -209,11 +209,12 @@ static int parent_provider_init(const OSSL_CORE_HANDLE *handle,
 	return 1;
 }
 
-int vp_parent_register(OSSL_LIB_CTX *child)
+OSSL_PROVIDER *vp_parent_register(OSSL_LIB_CTX *child)
 {
-	return OSSL_PROVIDER_add_builtin(child, VP_PARENT_PROVIDER,
-					 parent_provider_init) &&
-	       OSSL_PROVIDER_load(child, VP_PARENT_PROVIDER) != NULL;
+	if (!OSSL_PROVIDER_add_builtin(child, VP_PARENT_PROVIDER,
+				       parent_provider_init))
+		return NULL;
+	return OSSL_PROVIDER_load(child, VP_PARENT_PROVIDER);
 }
 
 EVP_RAND_CTX *vp_parent_new(struct vp_prov *prov, void *parent,

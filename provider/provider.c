@@ -52,6 +52,8 @@ void vp_prov_unref(struct vp_prov *prov)
 {
 	if (__atomic_sub_fetch(&prov->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
+	if (prov->parent_prov != NULL)
+		OSSL_PROVIDER_unload(prov->parent_prov);
 	OSSL_LIB_CTX_free(prov->child);
 	OPENSSL_free(prov->gettables);
 	free(prov->drbg_name);
@@ -205,7 +207,10 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle,
 	if (!vp_read_config(prov, get_params))
 		goto fail;
 	prov->child = OSSL_LIB_CTX_new_child(handle, in);
-	if (prov->child == NULL || !vp_parent_register(prov->child))
+	if (prov->child == NULL)
+		goto fail;
+	prov->parent_prov = vp_parent_register(prov->child);
+	if (prov->parent_prov == NULL)
 		goto fail;
 	*out = vp_provider_functions;
 	*provctx = prov;

@@ -14,6 +14,7 @@
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 
 /* The name `[random] random = ...` selects, and our property. */
 #define VP_DRBG_NAME "VMGENID-DRBG"
@@ -35,6 +36,7 @@ enum {
 struct vp_prov {
 	const OSSL_CORE_HANDLE *handle;
 	OSSL_LIB_CTX *child;		/* mirrors the loading context */
+	OSSL_PROVIDER *parent_prov;	/* parent.c's, in the child */
 	char *drbg_name;		/* the wrapped DRBG, "CTR-DRBG" */
 	char *drbg_propq;		/* its properties, or NULL */
 	int refs;			/* the provider, plus one per DRBG */
@@ -62,7 +64,7 @@ extern const OSSL_DISPATCH vp_drbg_functions[];
  * a parent given as (algctx, dispatch), so that the wrapped DRBG can have
  * it as its parent. Registered once per child context.
  */
-int vp_parent_register(OSSL_LIB_CTX *child);
+OSSL_PROVIDER *vp_parent_register(OSSL_LIB_CTX *child);
 EVP_RAND_CTX *vp_parent_new(struct vp_prov *prov, void *parent,
 			    const OSSL_DISPATCH *parent_dispatch);
 
