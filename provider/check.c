@@ -6,6 +6,9 @@
  * the system openssl.cnf), so what it says holds for other programs that
  * load the default configuration.
  *
+ * It prints, for each DRBG, its algorithm and, for ours, the generation
+ * it is seeded for and libvmgenid's source ("none": forks only).
+ *
  * Exit 0: the primary, public and private DRBGs are VMGENID-DRBG and a
  * RAND_bytes() and a RAND_priv_bytes() succeeded. Exit 1: not wired (the
  * DRBGs are OpenSSL's own). Exit 2: wired but failing closed, or no DRBG
@@ -25,9 +28,11 @@ static int show(const char *which, EVP_RAND_CTX *ctx)
 {
 	uint64_t gen = 0;
 	unsigned int reseeds = 0;
+	char *source = NULL;
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_uint64("vmgenid-generation", &gen),
 		OSSL_PARAM_uint(OSSL_DRBG_PARAM_RESEED_COUNTER, &reseeds),
+		OSSL_PARAM_utf8_ptr("vmgenid-source", &source, 0),
 		OSSL_PARAM_END
 	};
 	const char *name;
@@ -41,8 +46,9 @@ static int show(const char *which, EVP_RAND_CTX *ctx)
 		printf("%-8s %s (its parameters cannot be read)\n", which,
 		       name);
 	else if (OSSL_PARAM_modified(&params[0]))
-		printf("%-8s %s, seeded for generation %llu, reseeds %u\n",
-		       which, name, (unsigned long long)gen, reseeds);
+		printf("%-8s %s, seeded for generation %llu, reseeds %u, "
+		       "source %s\n", which, name, (unsigned long long)gen,
+		       reseeds, source != NULL ? source : "?");
 	else
 		printf("%-8s %s, reseeds %u\n", which, name, reseeds);
 	return strcmp(name, WANT) == 0;

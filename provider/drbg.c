@@ -286,6 +286,14 @@ static int vp_drbg_get_ctx_params(void *vctx, OSSL_PARAM params[])
 	    !OSSL_PARAM_set_uint64(p, __atomic_load_n(&d->seeded,
 						      __ATOMIC_ACQUIRE)))
 		return 0;
+	p = OSSL_PARAM_locate(params, VP_PARAM_SOURCE);
+	if (p != NULL) {
+		int kind = vmgen_source();
+		const char *name = kind >= 0 ? vmgen_source_name(kind) : NULL;
+
+		if (!OSSL_PARAM_set_utf8_ptr(p, name != NULL ? name : "error"))
+			return 0;
+	}
 	return EVP_RAND_CTX_get_params(d->inner, params);
 }
 
@@ -307,13 +315,15 @@ static const OSSL_PARAM *vp_drbg_gettable_ctx_params(void *vctx,
 		inner = EVP_RAND_gettable_ctx_params(rand);
 	for (q = inner; q != NULL && q->key != NULL; q++)
 		n++;
-	list = OPENSSL_zalloc((n + 2) * sizeof(*list));
+	list = OPENSSL_zalloc((n + 3) * sizeof(*list));
 	if (list != NULL) {
 		if (n > 0)
 			memcpy(list, inner, n * sizeof(*list));
 		list[n] = OSSL_PARAM_construct_uint64(VP_PARAM_GENERATION,
 						      NULL);
-		list[n + 1] = OSSL_PARAM_construct_end();
+		list[n + 1] = OSSL_PARAM_construct_utf8_ptr(VP_PARAM_SOURCE,
+							    NULL, 0);
+		list[n + 2] = OSSL_PARAM_construct_end();
 		prov->gettables = list;
 	}
 	EVP_RAND_free(rand);	/* keys are static strings of its provider */

@@ -20,8 +20,10 @@
 #define VP_DRBG_NAME "VMGENID-DRBG"
 #define VP_PROPERTIES "provider=vmgenid"
 
-/* A get_ctx_params key of ours: the generation the DRBG is seeded for. */
+/* get_ctx_params keys of ours: the generation the DRBG is seeded for, */
 #define VP_PARAM_GENERATION "vmgenid-generation"
+/* and the name of libvmgenid's generation source ("none": fork only). */
+#define VP_PARAM_SOURCE "vmgenid-source"
 
 /* Reasons for the errors we raise (see vp_reason_strings). */
 enum {

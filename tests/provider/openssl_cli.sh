@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: MIT
 # The unmodified openssl command with the provider configured: it lists
 # VMGENID-DRBG, draws bytes through it across a generation step, and
-# fails closed when the configured module is missing.
-# Usage: openssl_cli.sh OPENSSL GOOD_CONF MISSING_MODULE_CONF
+# fails closed when the configured module is missing. Then the .include
+# file, appended to this system's own openssl.cnf, wires OpenSSL up.
+# Usage: openssl_cli.sh OPENSSL GOOD_CONF MISSING_MODULE_CONF INCLUDE CHECK
 set -u
-openssl=$1 good=$2 missing=$3
+openssl=$1 good=$2 missing=$3 include=$4 check=$5
 gen=${VMGENID_SOURCE#file:}
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -20,3 +21,14 @@ if OPENSSL_CONF=$missing "$openssl" rand -hex 16 >/dev/null 2>&1; then
 	fail "openssl rand gave bytes with the configured module missing"
 fi
 echo "ok: openssl lists VMGENID-DRBG, draws through it, fails closed without it"
+
+dir=$("$openssl" version -d | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')
+if [ ! -r "$dir/openssl.cnf" ]; then
+	echo "SKIP (the rest): no system openssl.cnf in '$dir'"
+	exit 0
+fi
+conf=$(mktemp) || fail mktemp
+trap 'rm -f "$conf"' EXIT
+{ cat "$dir/openssl.cnf"; echo; echo ".include $include"; } > "$conf"
+OPENSSL_CONF=$conf "$check" || fail "$dir/openssl.cnf plus .include $include is not wired"
+echo "ok: $dir/openssl.cnf with the .include line is wired"
