@@ -42,6 +42,30 @@ static int64_t read_sysfs_count(const char *name)
 	return (int64_t)v;
 }
 
+/*
+ * A one-line sysfs text attribute of the module ("mode", "guid_page"),
+ * without its newline, in @buf; NULL when absent or unreadable.
+ */
+static const char *read_sysfs_text(const char *name, char *buf, size_t size)
+{
+	char path[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), SYSGENID_SYSFS "%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\0'))
+		n--;
+	buf[n] = '\0';
+	return n ? buf : NULL;
+}
+
 /* Length of the valid UTF-8 sequence at s, or 0 if it is not one. */
 static size_t utf8_len(const unsigned char *s)
 {
@@ -130,6 +154,12 @@ struct status {
 	const char *fork_mode;
 	int64_t watchers;		/* negative: unknown */
 	int64_t outdated_watchers;
+	int race_free;			/* vmgen_source_race_free() */
+	const char *race_reason;	/* why not, or NULL */
+	const char *module_mode;	/* sysfs "mode", or NULL */
+	const char *guid_page;		/* sysfs "guid_page", or NULL */
+	char mode_buf[32];
+	char guid_page_buf[192];
 };
 
 static void print_json(FILE *out, const struct status *st)
@@ -167,6 +197,15 @@ static void print_json(FILE *out, const struct status *st)
 	json_number(out, st->watchers);
 	fputs(",\n  \"outdated_watchers\": ", out);
 	json_number(out, st->outdated_watchers);
+	fputs(",\n  \"race_free\": ", out);
+	fputs(st->race_free < 0 ? "null" : st->race_free ? "true" : "false",
+	      out);
+	fputs(",\n  \"race_free_reason\": ", out);
+	json_string(out, st->race_free == 0 ? st->race_reason : NULL);
+	fputs(",\n  \"module_mode\": ", out);
+	json_string(out, st->module_mode);
+	fputs(",\n  \"guid_page\": ", out);
+	json_string(out, st->guid_page);
 	fputs("\n}\n", out);
 }
 
@@ -202,9 +241,20 @@ static void print_text(FILE *out, const struct status *st)
 	print_count(out, "generation:", st->generation);
 	fprintf(out, "%-19s %s\n", "fork detection:",
 		st->fork_mode ? st->fork_mode : "unknown");
+	if (st->race_free < 0)
+		fprintf(out, "%-19s unknown\n", "race-free:");
+	else if (st->race_free)
+		fprintf(out, "%-19s yes\n", "race-free:");
+	else
+		fprintf(out, "%-19s no: %s\n", "race-free:",
+			st->race_reason ? st->race_reason : "unknown");
 	if (st->source == VMGEN_SOURCE_SYSGENID) {
 		print_count(out, "watchers:", st->watchers);
 		print_count(out, "outdated watchers:", st->outdated_watchers);
+		fprintf(out, "%-19s %s\n", "module mode:",
+			st->module_mode ? st->module_mode : "unknown");
+		fprintf(out, "%-19s %s\n", "guid page:",
+			st->guid_page ? st->guid_page : "unknown");
 	}
 }
 
@@ -227,9 +277,14 @@ int cmd_status(const struct vmgenid_opts *opts)
 	st.fork_mode = fork_mode_name(vmgen_fork_mode());
 	st.watchers = -ENOENT;
 	st.outdated_watchers = -ENOENT;
+	st.race_free = vmgen_source_race_free(&st.race_reason);
 	if (st.source == VMGEN_SOURCE_SYSGENID) {
 		st.watchers = read_sysfs_count("watchers");
 		st.outdated_watchers = read_sysfs_count("outdated_watchers");
+		st.module_mode = read_sysfs_text("mode", st.mode_buf,
+						 sizeof(st.mode_buf));
+		st.guid_page = read_sysfs_text("guid_page", st.guid_page_buf,
+					       sizeof(st.guid_page_buf));
 	}
 	if (opts->json)
 		print_json(stdout, &st);

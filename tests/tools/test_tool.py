@@ -61,6 +61,8 @@ def status(tool):
     check(fields.get("generation", "x").isdigit(), f"generation: {out}")
     check(fields.get("fork detection") in ("wipeonfork", "atfork"),
           f"fork detection: {out}")
+    check(fields.get("race-free", "").startswith("no: file source"),
+          f"race-free: {out}")
     # The environment selects the source as well as --source does.
     rc, out2, err = run([tool, "status"], env=c.env())
     check(rc == 0 and c.path in out2, f"VMGENID_SOURCE: {rc} {out2} {err}")
@@ -84,6 +86,12 @@ def status_json(tool):
     check(isinstance(doc["rejected"], dict), f"rejected: {doc}")
     check(doc["watchers"] is None and doc["outdated_watchers"] is None,
           f"watchers outside sysgenid: {doc}")
+    # A file is never race-free, and says why; no module outside sysgenid.
+    check(doc["race_free"] is False and
+          "file source" in (doc["race_free_reason"] or ""),
+          f"race_free: {doc}")
+    check(doc["module_mode"] is None and doc["guid_page"] is None,
+          f"module attributes outside sysgenid: {doc}")
 
     # A path no JSON writer should trust: quotes, backslash, control
     # characters and a byte that is not UTF-8.
