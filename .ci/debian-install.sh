@@ -3,7 +3,8 @@
 # CI: the Debian packages, from a clean export of HEAD, on Debian 12, as
 # root. Builds them (dpkg-buildpackage -us -uc -b), runs lintian (fails on
 # an error), installs them with apt-get, compiles and runs a consumer
-# through pkg-config, runs `vmgenid status`, runs `dkms build` of
+# through pkg-config, runs `vmgenid status` and the OpenSSL provider's
+# check, runs `dkms build` of
 # sysgenid-dkms against the headers of each Debian 12 kernel (generic 6.1,
 # cloud 6.1, 6.12; fetched by tests/vm/vmctl.py), then purges the packages
 # and checks that nothing they made is left.
@@ -164,6 +165,15 @@ man -w vmgen_txn_begin vmgenid.7 vmgenid.1 sysgenid.4 >/dev/null ||
 
 step "vmgenid status"
 (cd / && vmgenid status) || fail "vmgenid status"
+
+step "the OpenSSL provider through its shipped configuration"
+# Without the configuration OpenSSL keeps its own DRBGs (exit 1); with it
+# every DRBG is VMGENID-DRBG (exit 0).
+rc=0
+(cd / && OPENSSL_CONF=/dev/null vmgenid-openssl-check) >/dev/null || rc=$?
+[ "$rc" -eq 1 ] || fail "vmgenid-openssl-check without the provider: exit $rc, want 1"
+(cd / && OPENSSL_CONF=/usr/share/libvmgenid/vmgenid-openssl.cnf \
+	vmgenid-openssl-check) || fail "vmgenid-openssl-check with the provider"
 
 step "dkms build against each Debian 12 kernel's headers"
 ver=$(dpkg-query -W -f='${Version}' sysgenid-dkms)
