@@ -301,8 +301,12 @@ static void sysgenid_vma_seal(struct vm_area_struct *vma)
  */
 static int sysgenid_mmap_guid(struct vm_area_struct *vma)
 {
-	/* A private mapping could be made writable by copy-on-write. */
-	if (!(vma->vm_flags & VM_SHARED))
+	/*
+	 * A private mapping could be made writable by copy-on-write.
+	 * VM_MAYSHARE, not VM_SHARED: mmap() drops VM_SHARED from a shared
+	 * mapping of a file not open for writing.
+	 */
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	sysgenid_vma_seal(vma);
 	return remap_pfn_range(vma, vma->vm_start,

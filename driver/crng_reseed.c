@@ -24,19 +24,25 @@
  * output. That is exactly the reseed of add_vmfork_randomness().
  *
  * We call that ioctl through vfs_ioctl() on a file of /dev/urandom opened
- * at load, and from a kernel worker, whose credentials are the kernel's:
- * capable() is asked about the kernel, never about the process that made
- * us handle a GUID change, and no credentials are borrowed or forged.
- * Why an unprivileged caller may cause it at all: guid_change.c.
+ * at load, under a copy of the kernel's own credentials (init_task's, as
+ * kernel threads run with) made at load, installed with override_creds()
+ * for that one call only: capable() is asked about the kernel, never about
+ * the process that made us handle a GUID change, and the caller's own
+ * credentials are untouched (it is only marked PF_SUPERPRIV, the
+ * accounting flag that any capable() success sets). A kernel worker would
+ * do the same with a context switch more, which costs milliseconds right
+ * after a restore. Why an unprivileged caller may cause it at all:
+ * guid_change.c.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/cred.h>
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/kdev_t.h>
 #include <linux/major.h>
 #include <linux/random.h>
-#include <linux/workqueue.h>
+#include <linux/sched/task.h>
 
 #include "internal.h"
 
@@ -45,14 +51,7 @@
 #define URANDOM_MINOR	9
 
 static struct file *urandom;
-static long reseed_ret;		/* callers are serialised by guid_change.c */
-
-static void reseed_fn(struct work_struct *work)
-{
-	reseed_ret = vfs_ioctl(urandom, RNDRESEEDCRNG, 0);
-}
-
-static DECLARE_WORK(reseed_work, reseed_fn);
+static const struct cred *reseed_cred;
 
 /*
  * Opened once, in the loader's context (root, with /dev), because a
@@ -79,6 +78,12 @@ int sysgenid_reseed_init(char *why, size_t len)
 		filp_close(f, NULL);
 		return -ENODEV;
 	}
+	reseed_cred = prepare_kernel_cred(&init_task);
+	if (!reseed_cred) {
+		snprintf(why, len, "cannot copy the kernel's credentials");
+		filp_close(f, NULL);
+		return -ENOMEM;
+	}
 	urandom = f;
 	return 0;
 }
@@ -90,19 +95,23 @@ int sysgenid_reseed_init(char *why, size_t len)
  */
 int sysgenid_crng_reseed(void)
 {
+	const struct cred *old;
+	long ret;
+
 	if (!urandom)
 		return -ENODEV;
-	/* High priority: a caller waits, and user space waits for it. */
-	queue_work(system_highpri_wq, &reseed_work);
-	flush_work(&reseed_work);
-	return reseed_ret;
+	old = override_creds(reseed_cred);
+	ret = vfs_ioctl(urandom, RNDRESEEDCRNG, 0);
+	revert_creds(old);
+	return ret;
 }
 
 void sysgenid_reseed_exit(void)
 {
 	if (!urandom)
 		return;
-	flush_work(&reseed_work);
 	filp_close(urandom, NULL);
 	urandom = NULL;
+	put_cred(reseed_cred);
+	reseed_cred = NULL;
 }

@@ -32,8 +32,8 @@
  *   - ioctl while the chain runs us (or the reverse): the second waits on
  *     the mutex, then finds GUID == handled. No deadlock: the ioctl path
  *     never takes the chain's rwsem nor waits for the ACPI notify worker;
- *     it waits only for our reseed worker on system_highpri_wq, which
- *     takes no lock of ours.
+ *     under the mutex it takes only random.c's spinlocks (input pool,
+ *     base crng) and the counter's.
  *   - two ioctls: serialised; the second finds GUID == handled.
  *   - the GUID moves again while a change is handled (a restore of a
  *     snapshot taken mid-way): the handler bumps for the GUID it read and
@@ -55,6 +55,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/ktime.h>
 #include <linux/mutex.h>
 #include <linux/notifier.h>
 #include <linux/random.h>
@@ -86,6 +87,7 @@ void sysgenid_guid_change_init(void)
 int sysgenid_guid_handle(enum sysgenid_cause cause)
 {
 	u8 now[SYSGENID_GUID_SIZE];
+	ktime_t start;
 	int ret;
 	u32 gen;
 
@@ -107,6 +109,7 @@ int sysgenid_guid_handle(enum sysgenid_cause cause)
 		goto out;
 	}
 
+	start = ktime_get();
 	add_device_randomness(now, sizeof(now));
 	ret = sysgenid_crng_reseed();
 	if (ret == -ENODATA) {
@@ -122,8 +125,8 @@ int sysgenid_guid_handle(enum sysgenid_cause cause)
 	}
 	memcpy(handled_guid, now, sizeof(now));
 	gen = sysgenid_bump(0);
-	pr_info("VM fork: generation %u, kernel RNG reseeded by the module (%s)\n",
-		gen, cause_name[cause]);
+	pr_info("VM fork: generation %u, kernel RNG reseeded by the module (%s) in %lld us\n",
+		gen, cause_name[cause], ktime_us_delta(ktime_get(), start));
 out:
 	mutex_unlock(&handle_lock);
 	memzero_explicit(now, sizeof(now));

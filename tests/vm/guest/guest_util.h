@@ -53,6 +53,28 @@ static inline long sysfs_attr(const char *name)
 	return strtol(buf, NULL, 10);
 }
 
+/* A sysfs attribute of the device as text, newline dropped; NULL if none. */
+static inline const char *sysfs_attr_str(const char *name, char *buf,
+					 size_t len)
+{
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", sysfs_dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	if (buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	return buf;
+}
+
 /* The counter, as sysfs shows it; the tests cross-check it with mmap. */
 static inline long gen_now(void)
 {
@@ -181,6 +203,76 @@ static inline char *klog_since(const char *marker)
 	}
 	memmove(buf, from, strlen(from) + 1);
 	return buf;
+}
+
+static inline long long mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The timestamp (printk clock, microseconds) of the last /dev/kmsg record
+ * that contains needle, or -1. Records: "prio,seq,usec,flags;text".
+ */
+static inline long long kmsg_usec_of(const char *needle)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	long long found = -1;
+	char rec[2048];
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		long long usec;
+		const char *text;
+
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;	/* overwritten while we read: go on */
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		text = strchr(rec, ';');
+		if (!text || sscanf(rec, "%*u,%*u,%lld", &usec) != 1)
+			continue;
+		if (strstr(text, needle))
+			found = usec;
+	}
+	close(fd);
+	return found;
+}
+
+/* Prints, as TAP comments, the /dev/kmsg records that contain needle. */
+static inline void kmsg_print(const char *needle)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	char rec[2048];
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	for (;;) {
+		long long usec;
+		const char *text;
+
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		text = strchr(rec, ';');
+		if (!text || sscanf(rec, "%*u,%*u,%lld", &usec) != 1 ||
+		    !strstr(text, needle))
+			continue;
+		printf("# [%lld.%06lld] %.*s\n", usec / 1000000,
+		       usec % 1000000, (int)strcspn(text + 1, "\n"), text + 1);
+	}
+	close(fd);
 }
 
 /* The first line of log that contains any of the words, or NULL. */

@@ -112,7 +112,12 @@ static const char *t_mmap_size_offset_einval(void)
 
 	CHECK_SYS(fd);
 	CHECK_ERR(mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, fd, 0), EINVAL);
-	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, (off_t)PAGE),
+	/* Offset 1 is the GUID page (below); 2 and beyond hold nothing. */
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, (off_t)(2 * PAGE)),
+		  EINVAL);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd,
+		       (off_t)(100 * PAGE)), EINVAL);
+	CHECK_ERR(mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, fd, (off_t)PAGE),
 		  EINVAL);
 	close(fd);
 	return NULL;
@@ -426,7 +431,8 @@ static const char *t_unknown_ioctl_enotty(void)
 
 	CHECK_SYS(fd);
 	CHECK_ERR(ioctl(fd, _IO(SYSGENID_IOCTL, 0), 0), ENOTTY);
-	CHECK_ERR(ioctl(fd, _IO(SYSGENID_IOCTL, 4), 0), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IO(SYSGENID_IOCTL, 6), 0), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOR(SYSGENID_IOCTL, 4, int), 0), ENOTTY);
 	CHECK_ERR(ioctl(fd, _IOR(SYSGENID_IOCTL, 1, int), 0), ENOTTY);
 	CHECK_ERR(ioctl(fd, FIONREAD, 0), ENOTTY);
 	close(fd);
@@ -553,6 +559,263 @@ static const char *t_wait_watchers_eintr(void)
 	      strerror(st));
 	close(w);
 	close(o);
+	return NULL;
+}
+
+/* ---- the GUID page (offset SYSGENID_GUID_PGOFF) and its ioctls ---- */
+
+static bool path_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* The kernel's own vmgenid driver (an ACPI driver in 6.1, platform later). */
+static bool kernel_has_vmgenid_driver(void)
+{
+	return path_exists("/sys/bus/acpi/drivers/vmgenid") ||
+	       path_exists("/sys/bus/platform/drivers/vmgenid");
+}
+
+#define QEMU_VGID	"/sys/bus/acpi/devices/QEMUVGID:00"
+
+/*
+ * Where the harness runs us (QEMU, SeaBIOS, -cpu max), the default module
+ * must offer the page: QEMU's layout, and RDRAND for the kernel's reseed.
+ */
+static bool cpu_has_rng(void)
+{
+	char line[4096];
+	bool yes = false;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+
+	if (!f)
+		return false;
+	while (!yes && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "flags", 5))
+			yes = strstr(line, " rdrand") || strstr(line, " rdseed");
+	fclose(f);
+	return yes;
+}
+
+static const char *t_sysfs_mode(void)
+{
+	char mode[64], link[512];
+	ssize_t n;
+
+	CHECK(sysfs_attr_str("mode", mode, sizeof(mode)), "no mode attribute");
+	printf("# mode: %s\n", mode);
+	if (kernel_has_vmgenid_driver()) {
+		CHECK(!strcmp(mode, "notifier"),
+		      "mode \"%s\" where the kernel has a vmgenid driver", mode);
+		return NULL;
+	}
+	CHECK(!strcmp(mode, "acpi"),
+	      "mode \"%s\" where the kernel has no vmgenid driver", mode);
+	/* The module bound the device itself. */
+	n = readlink(QEMU_VGID "/driver", link, sizeof(link) - 1);
+	CHECK(n > 0, "%s/driver: %s", QEMU_VGID, strerror(errno));
+	link[n] = '\0';
+	CHECK(strstr(link, "/sysgenid"), "QEMUVGID:00 bound to %s", link);
+	return NULL;
+}
+
+/* The load-time log says the mode and the decision on the page. */
+static const char *t_load_log(void)
+{
+	char mode[64], state[256], want[96];
+	char *log = klog_since(NULL), *last, *p;
+	const char *page_line;
+
+	CHECK(log, "cannot read the kernel log: %s", strerror(errno));
+	CHECK(sysfs_attr_str("mode", mode, sizeof(mode)), "no mode");
+	CHECK(sysfs_attr_str("guid_page", state, sizeof(state)),
+	      "no guid_page");
+	/* The last load only. */
+	last = NULL;
+	for (p = log; (p = strstr(p, "sysgenid: GUID page ")); p++)
+		last = p;
+	if (!last) {
+		free(log);
+		FAIL("no \"sysgenid: GUID page\" line in the kernel log");
+	}
+	page_line = last;
+	snprintf(want, sizeof(want), "sysgenid: mode %s: ", mode);
+	p = strstr(last, want);
+	printf("# %.*s\n", (int)strcspn(page_line, "\n"), page_line);
+	if (p)
+		printf("# %.*s\n", (int)strcspn(p, "\n"), p);
+	if (!p) {
+		free(log);
+		FAIL("no \"%s\" line after the GUID page line", want);
+	}
+	if (!strcmp(state, "offered")) {
+		p = strstr(page_line, "GUID page offered");
+	} else {
+		snprintf(want, sizeof(want), "GUID page %.80s", state);
+		p = strstr(page_line, want);
+	}
+	free(log);
+	CHECK(p == page_line + strlen("sysgenid: "),
+	      "the log line disagrees with guid_page \"%s\"", state);
+	return NULL;
+}
+
+static const char *t_guid_page_offered(void)
+{
+	char state[256];
+	bool want = cpu_has_rng() && path_exists(QEMU_VGID);
+
+	CHECK(sysfs_attr_str("guid_page", state, sizeof(state)),
+	      "no guid_page attribute");
+	printf("# guid_page: %s\n", state);
+	if (want)
+		CHECK(!strcmp(state, "offered"),
+		      "QEMU's vmgenid and a CPU RNG, yet \"%s\"", state);
+	else
+		CHECK(!strncmp(state, "not offered: ", 13) && state[13],
+		      "no QEMU vmgenid or no CPU RNG, yet \"%s\"", state);
+	return NULL;
+}
+
+/* Skips when the page is not offered (t_guid_page_offered says if right). */
+#define NEED_GUID_PAGE()						\
+	do {								\
+		char st_[256];						\
+		if (!sysfs_attr_str("guid_page", st_, sizeof(st_)) ||	\
+		    strcmp(st_, "offered"))				\
+			SKIP("GUID page %s", st_);			\
+	} while (0)
+
+static const char *t_guid_offset_ioctl(void)
+{
+	int fd = dev_open(O_RDONLY);
+	long off;
+
+	NEED_GUID_PAGE();
+	CHECK_SYS(fd);
+	off = ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0);
+	CHECK(off == 40, "GET_GUID_OFFSET = %ld (%s), want QEMU's 40", off,
+	      off < 0 ? strerror(errno) : "");
+	CHECK_ERR(ioctl(fd, SYSGENID_GET_GUID_OFFSET, 1), EINVAL);
+	close(fd);
+	return NULL;
+}
+
+static void hex16(char out[33], const volatile uint8_t *g)
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", g[i]);
+}
+
+static const char *t_guid_page_content(void)
+{
+	int fd = dev_open(O_RDONLY), fd2 = dev_open(O_RDONLY);
+	volatile uint8_t *p, *q;
+	char hex[33];
+	long off;
+	size_t nz = 0;
+
+	NEED_GUID_PAGE();
+	CHECK_SYS(fd);
+	CHECK_SYS(fd2);
+	off = ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0);
+	CHECK(off >= 0 && off + 16 <= (long)PAGE, "offset %ld", off);
+	/* A read-only fd suffices: the page is for every reader. */
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd,
+		 (off_t)(SYSGENID_GUID_PGOFF * PAGE));
+	CHECK(p != MAP_FAILED, "mmap offset 1: %s", strerror(errno));
+	for (long i = 0; i < 16; i++)
+		nz += p[off + i] != 0;
+	CHECK(nz, "the GUID is all zero");
+	for (size_t i = 0; i < PAGE; i++)
+		CHECK(p[i] == 0 || ((long)i >= off && (long)i < off + 16),
+		      "byte %zu of the GUID page is %#x", i, p[i]);
+	/* A second mapping, of another fd, shows the same bytes. */
+	q = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd2,
+		 (off_t)(SYSGENID_GUID_PGOFF * PAGE));
+	CHECK(q != MAP_FAILED, "second mmap: %s", strerror(errno));
+	CHECK(!memcmp((const void *)p, (const void *)q, PAGE),
+	      "two mappings differ");
+	hex16(hex, p + off);
+	printf("# GUID bytes at offset %ld: %s\n", off, hex);
+	/* The counter page is still the counter page. */
+	munmap((void *)q, PAGE);
+	q = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd2, 0);
+	CHECK(q != MAP_FAILED, "mmap offset 0: %s", strerror(errno));
+	CHECK(*(volatile uint32_t *)q == (uint32_t)gen_now(),
+	      "offset 0 no longer shows the counter");
+	munmap((void *)q, PAGE);
+	munmap((void *)p, PAGE);
+	close(fd2);
+	close(fd);
+	return NULL;
+}
+
+static const char *t_guid_mmap_refusals(void)
+{
+	off_t off1 = (off_t)(SYSGENID_GUID_PGOFF * PAGE);
+	int fd = dev_open(O_RDWR);
+	void *p, *r;
+
+	NEED_GUID_PAGE();
+	CHECK_SYS(fd);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		       off1), EPERM);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_WRITE, MAP_SHARED, fd, off1), EPERM);
+	/* Private: copy-on-write could make it writable. */
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, off1), EINVAL);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+		       off1), EPERM);
+	CHECK_ERR(mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, fd, off1),
+		  EINVAL);
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, off1);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	CHECK_ERR(mprotect(p, PAGE, PROT_READ | PROT_WRITE), EACCES);
+	CHECK_ERR(mprotect(p, PAGE, PROT_WRITE), EACCES);
+	r = mremap(p, PAGE, 2 * PAGE, MREMAP_MAYMOVE);
+	CHECK(r == MAP_FAILED, "mremap grew the GUID mapping");
+	munmap(p, PAGE);
+	close(fd);
+	return NULL;
+}
+
+/* With nothing changed, HANDLE_GUID_CHANGE is a no-op, for anybody. */
+static const char *t_handle_no_change(void)
+{
+	int fd = dev_open(O_RDONLY), pfd[2], res[2] = { -1, 0 };
+	long g = gen_now();
+	pid_t pid;
+
+	CHECK_SYS(fd);
+	CHECK(ioctl(fd, SYSGENID_HANDLE_GUID_CHANGE, 0) == 0,
+	      "HANDLE_GUID_CHANGE: %s", strerror(errno));
+	CHECK(gen_now() == g, "counter moved without a change: %ld -> %ld",
+	      g, gen_now());
+	CHECK(poll_now(fd) == 0, "fd outdated after a no-op");
+	CHECK_ERR(ioctl(fd, SYSGENID_HANDLE_GUID_CHANGE, 1), EINVAL);
+
+	/* No privilege needed: as nobody, without capabilities. */
+	CHECK_SYS(pipe(pfd));
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		int r[2];
+
+		if (setgid(65534) || setuid(65534))
+			_exit(1);
+		r[0] = (int)ioctl(fd, SYSGENID_HANDLE_GUID_CHANGE, 0);
+		r[1] = errno;
+		_exit(write(pfd[1], r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	CHECK(wait_child(pid, LIMIT_MS) == 0 &&
+	      read(pfd[0], res, sizeof(res)) == sizeof(res),
+	      "unprivileged child failed");
+	CHECK(res[0] == 0, "HANDLE_GUID_CHANGE as nobody: %d (%s)", res[0],
+	      strerror(res[1]));
+	CHECK(gen_now() == g, "counter moved: %ld -> %ld", g, gen_now());
+	close(pfd[0]);
+	close(pfd[1]);
+	close(fd);
 	return NULL;
 }
 
@@ -823,15 +1086,20 @@ static int mod_unload(void)
 			    O_NONBLOCK);
 }
 
-static int mod_load(void)
+static int mod_load_with(const char *params)
 {
 	int fd = open(ko_path, O_RDONLY | O_CLOEXEC), r;
 
 	if (fd < 0)
 		return -1;
-	r = (int)syscall(SYS_finit_module, fd, "", 0);
+	r = (int)syscall(SYS_finit_module, fd, params, 0);
 	close(fd);
 	return r;
+}
+
+static int mod_load(void)
+{
+	return mod_load_with("");
 }
 
 static bool busy_errno(int e)
@@ -870,6 +1138,86 @@ static const char *t_unload_refused_while_used(void)
 	      "%s still there after unload", dev_path);
 	CHECK(mod_load() == 0, "reload: %s", strerror(errno));
 	CHECK(gen_now() == 0, "counter %ld after reload, want 0", gen_now());
+	return NULL;
+}
+
+/* The module's guid_page parameter as it reads back, or -100. */
+static int guid_page_param(void)
+{
+	FILE *f = fopen("/sys/module/sysgenid/parameters/guid_page", "re");
+	int v = -100;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -100;
+		fclose(f);
+	}
+	return v;
+}
+
+/*
+ * guid_page=0: the page is never offered (ENODEV at offset 1 and from
+ * GET_GUID_OFFSET) and the original ABI is untouched; guid_page=1 offers
+ * it where the page qualifies; other values refuse to load.
+ */
+static const char *t_guid_page_param(void)
+{
+	off_t off1 = (off_t)(SYSGENID_GUID_PGOFF * PAGE);
+	char state[256];
+	volatile uint32_t *p;
+	int fd, r, e;
+
+	if (!ko_path)
+		SKIP("no --ko given");
+	CHECK(guid_page_param() == -1, "default guid_page %d, want -1",
+	      guid_page_param());
+	CHECK(mod_unload() == 0, "unload: %s", strerror(errno));
+	CHECK(mod_load_with("guid_page=0") == 0, "load guid_page=0: %s",
+	      strerror(errno));
+	CHECK(guid_page_param() == 0, "guid_page reads %d", guid_page_param());
+	CHECK(sysfs_attr_str("guid_page", state, sizeof(state)) &&
+	      !strcmp(state, "not offered: disabled by guid_page=0"),
+	      "guid_page=0: attribute \"%s\"", state);
+	fd = dev_open(O_RDWR);
+	CHECK_SYS(fd);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, off1), ENODEV);
+	CHECK_ERR(ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0), ENODEV);
+	/* Offset 2 stays EINVAL, whether or not 1 is offered. */
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 2 * off1),
+		  EINVAL);
+	/* The module still reads the GUID: handling works, a no-op here. */
+	if (path_exists(QEMU_VGID))
+		CHECK(ioctl(fd, SYSGENID_HANDLE_GUID_CHANGE, 0) == 0,
+		      "HANDLE_GUID_CHANGE with guid_page=0: %s",
+		      strerror(errno));
+	/* The original ABI, unchanged. */
+	p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap offset 0: %s", strerror(errno));
+	CHECK(p[0] == 0 && gen_now() == 0, "counter %u after reload", p[0]);
+	CHECK_SYS(trigger(fd, 0));
+	CHECK(p[0] == 1 && poll_now(fd) & POLLIN, "trigger: page %u", p[0]);
+	CHECK_SYS(ack(fd));
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
+		  EPERM);
+	munmap((void *)p, PAGE);
+	close(fd);
+
+	CHECK(mod_unload() == 0, "unload: %s", strerror(errno));
+	CHECK(mod_load_with("guid_page=1") == 0, "load guid_page=1: %s",
+	      strerror(errno));
+	CHECK(sysfs_attr_str("guid_page", state, sizeof(state)),
+	      "no guid_page");
+	if (path_exists(QEMU_VGID))
+		CHECK(!strcmp(state, "offered"), "guid_page=1: \"%s\"", state);
+	CHECK(mod_unload() == 0, "unload: %s", strerror(errno));
+
+	r = mod_load_with("guid_page=2");
+	e = errno;
+	CHECK(r == -1 && e == EINVAL, "load guid_page=2: %d (%s), want EINVAL",
+	      r, r ? strerror(e) : "loaded");
+	CHECK(mod_load() == 0, "reload: %s", strerror(errno));
+	CHECK(guid_page_param() == -1, "guid_page %d after reload",
+	      guid_page_param());
 	return NULL;
 }
 
@@ -948,7 +1296,7 @@ int main(int argc, char **argv)
 		{ "mmap read-only shows the counter", t_mmap_shows_counter },
 		{ "mmap PROT_WRITE is EPERM", t_mmap_write_eperm },
 		{ "mprotect to writable fails", t_mprotect_write_fails },
-		{ "mmap over a page or at an offset is EINVAL",
+		{ "mmap over a page or at an offset past 1 is EINVAL",
 		  t_mmap_size_offset_einval },
 		{ "read under 4 bytes is EINVAL", t_read_short_einval },
 		{ "read O_NONBLOCK when acked is EAGAIN",
@@ -970,6 +1318,20 @@ int main(int argc, char **argv)
 		  t_trigger_needs_caps },
 		{ "trigger sets max(min_gen, counter + 1)", t_trigger_min_gen },
 		{ "unknown ioctl is ENOTTY", t_unknown_ioctl_enotty },
+		{ "sysfs mode: notifier with a kernel vmgenid driver, else acpi and bound",
+		  t_sysfs_mode },
+		{ "sysfs guid_page: offered with QEMU's vmgenid and a CPU RNG",
+		  t_guid_page_offered },
+		{ "the load log names the mode and the GUID page decision",
+		  t_load_log },
+		{ "GET_GUID_OFFSET is QEMU's 40; a nonzero arg is EINVAL",
+		  t_guid_offset_ioctl },
+		{ "mmap offset 1: 16 GUID bytes, the rest of the page zero",
+		  t_guid_page_content },
+		{ "mmap offset 1: writable EPERM, private EINVAL, no mprotect/mremap",
+		  t_guid_mmap_refusals },
+		{ "HANDLE_GUID_CHANGE without a change: 0, no bump, even as nobody",
+		  t_handle_no_change },
 		{ "tracking needs a writable fd", t_tracking_needs_write },
 		{ "wait-watchers times out, then returns when all acked",
 		  t_wait_watchers },
@@ -983,6 +1345,8 @@ int main(int argc, char **argv)
 		  t_concurrent_stress },
 		{ "unload refused while an fd or mapping is open",
 		  t_unload_refused_while_used },
+		{ "guid_page=0 offers nothing (ENODEV), =1 offers, =2 refused",
+		  t_guid_page_param },
 		{ "100 load/unload cycles, nothing in the kernel log",
 		  t_load_unload_100 },
 		{ "kernel has no WARN or oops taint",

@@ -13,11 +13,22 @@
  *
  * before-save records the counter and leaves background waiters blocked
  * (readers, pollers holding a pre-snapshot mapping, an epoll waiter, a
- * tracked watcher), then prints SYSGENID-READY-FOR-SAVE and exits.
- * after-restore waits for those waiters and checks: the counter moved
- * exactly once, every waiter woke with the new value, the pre-snapshot
- * mapping shows it, the tracked watcher acknowledged (wait-watchers
- * returns), and the kernel logged its reseed and our notifier.
+ * tracked watcher) and, where the module offers the GUID page, a GUID
+ * watcher that polls the mapped GUID and calls SYSGENID_HANDLE_GUID_CHANGE
+ * the moment it moves, as the library does; it makes the kernel crng
+ * reseed (so that what follows does not depend on its schedule), then
+ * prints SYSGENID-READY-FOR-SAVE and exits.
+ * after-restore waits for those waiters and checks: the GUID watcher's
+ * HANDLE_GUID_CHANGE moved the counter by one before the ACPI notification
+ * was handled, and that notification did not move it again; the counter
+ * moved exactly once; every waiter woke with the new value, the
+ * pre-snapshot mapping shows it, the tracked watcher acknowledged
+ * (wait-watchers returns), and the kernel log shows the reseed. It prints
+ * the guest-time figures (GUID seen -> counter, -> kernel reseed, -> ACPI
+ * handled) and, as "vmctl-distinct:", getrandom() output read right after
+ * the counter moved, which the harness requires to differ across clones.
+ * With $SYSGENID_EXPECT_GUID (QEMU's guid= value), before-save also checks
+ * that the mapped page holds that GUID.
  * across does both in one process, waiting for the change in between,
  * for harnesses that cannot start a command in the restored guest.
  *
@@ -31,9 +42,12 @@
  * Build: cc -static -O2 -I driver/uapi -o sysgenid_restore_test \
  *	tests/vm/guest/sysgenid_restore_test.c
  */
+#include <linux/random.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "guest_tap.h"
@@ -220,10 +234,200 @@ static const char *t_waiters_blocked(void)
 	return NULL;
 }
 
+/* ---- the GUID watcher ---- */
+
+#define SEEN_MARK	"sysgenid_restore_test: the GUID watcher saw a new GUID"
+
+#define PAGE_SZ	((size_t)sysconf(_SC_PAGESIZE))
+
+static void dir_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* QEMU's guid= string in the byte order of the guest's memory. */
+static int guid_le(const char *s, uint8_t out[16])
+{
+	static const int pos[16] = { 3, 2, 1, 0, 5, 4, 7, 6,
+				     8, 9, 10, 11, 12, 13, 14, 15 };
+	uint8_t be[16];
+	int n = 0;
+
+	for (; *s && n < 16; s++) {
+		unsigned int v;
+
+		if (*s == '-')
+			continue;
+		if (sscanf(s, "%2x", &v) != 1)
+			return -1;
+		be[n++] = (uint8_t)v;
+		s++;
+	}
+	if (n != 16)
+		return -1;
+	for (int i = 0; i < 16; i++)
+		out[pos[i]] = be[i];
+	return 0;
+}
+
+static bool guid_moved(const volatile uint8_t *g, const uint8_t *old)
+{
+	for (int i = 0; i < 16; i++)
+		if (g[i] != old[i])
+			return true;
+	return false;
+}
+
+/*
+ * Polls the GUID every 200 us; when it moves, handles it at once and
+ * records: counter before and after, the ioctl's result, the times, and
+ * 16 bytes of getrandom() read right after.
+ */
+static void guid_watcher(int ready_fd)
+{
+	const struct timespec nap = { 0, 200000 };
+	volatile uint8_t *g;
+	volatile uint32_t *cnt;
+	uint8_t old[16], rnd[16];
+	long long t0, t1, t2;
+	uint32_t before, after;
+	char path[512], tmp[520], hex[33];
+	int fd, r, e;
+	long off;
+	FILE *f;
+
+	/*
+	 * Real-time, as a program busy on a vCPU when the snapshot was
+	 * taken would be: it runs as soon as its timer fires after the
+	 * resume, not after the kernel's workers. It sleeps between looks.
+	 */
+	struct sched_param sp = { .sched_priority = 1 };
+
+	sched_setscheduler(0, SCHED_FIFO, &sp);
+	fd = dev_open(O_RDONLY);
+	if (fd < 0)
+		_exit(1);
+	off = ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0);
+	g = mmap(NULL, PAGE_SZ, PROT_READ, MAP_SHARED, fd,
+		 (off_t)(SYSGENID_GUID_PGOFF * PAGE_SZ));
+	cnt = mmap(NULL, PAGE_SZ, PROT_READ, MAP_SHARED, fd, 0);
+	if (off < 0 || g == MAP_FAILED || cnt == MAP_FAILED)
+		_exit(1);
+	g += off;
+	for (int i = 0; i < 16; i++)
+		old[i] = g[i];
+	if (write(ready_fd, "g", 1) != 1)
+		_exit(1);
+	close(ready_fd);
+
+	while (!guid_moved(g, old))
+		nanosleep(&nap, NULL);
+	/* In the kernel log's clock, to order it with the kernel's lines. */
+	kmsg_mark(SEEN_MARK);
+	t0 = mono_us();
+	before = cnt[0];
+	r = (int)ioctl(fd, SYSGENID_HANDLE_GUID_CHANGE, 0);
+	e = errno;
+	t1 = mono_us();
+	after = cnt[0];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		_exit(3);
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+	t2 = mono_us();
+
+	dir_path(path, sizeof(path), "guid-watcher");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		_exit(3);
+	fprintf(f, "%u %u %d %d %lld %lld %lld %s\n", before, after, r, e, t0,
+		t1, t2, hex);
+	if (fclose(f) || rename(tmp, path))
+		_exit(3);
+	_exit(0);
+}
+
+/* Starts the watcher where the page is offered; says so in the dir. */
+static const char *t_guid_watcher_armed(void)
+{
+	char state[256], path[512];
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	dir_path(path, sizeof(path), "guid-watcher");
+	unlink(path);
+	dir_path(path, sizeof(path), "guid-watcher.armed");
+	unlink(path);
+	CHECK(sysfs_attr_str("guid_page", state, sizeof(state)),
+	      "no guid_page attribute");
+	if (strcmp(state, "offered"))
+		SKIP("GUID page %s", state);
+	CHECK_SYS(pipe(ready));
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		setsid();
+		close(ready[0]);
+		guid_watcher(ready[1]);
+	}
+	close(ready[1]);
+	CHECK(read(ready[0], &c, 1) == 1, "the GUID watcher did not start");
+	close(ready[0]);
+	CHECK(close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0,
+	      "%s: %s", path, strerror(errno));
+	return NULL;
+}
+
+static const char *t_guid_is_qemus(void)
+{
+	const char *want = getenv("SYSGENID_EXPECT_GUID");
+	volatile uint8_t *g;
+	uint8_t le[16];
+	int fd;
+	long off;
+
+	if (!want)
+		SKIP("no SYSGENID_EXPECT_GUID");
+	CHECK(guid_le(want, le) == 0, "bad SYSGENID_EXPECT_GUID %s", want);
+	fd = dev_open(O_RDONLY);
+	CHECK_SYS(fd);
+	off = ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0);
+	CHECK(off >= 0, "GET_GUID_OFFSET: %s", strerror(errno));
+	g = mmap(NULL, PAGE_SZ, PROT_READ, MAP_SHARED, fd,
+		 (off_t)(SYSGENID_GUID_PGOFF * PAGE_SZ));
+	CHECK(g != MAP_FAILED, "mmap: %s", strerror(errno));
+	for (int i = 0; i < 16; i++)
+		CHECK(g[off + i] == le[i], "GUID byte %d is %#x, want %#x", i,
+		      g[off + i], le[i]);
+	munmap((void *)g, PAGE_SZ);
+	close(fd);
+	return NULL;
+}
+
+/* Forces a reseed now, so clones differ only by what the restore does. */
+static const char *t_reseed_before_save(void)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	CHECK_SYS(fd);
+	CHECK(ioctl(fd, RNDRESEEDCRNG, 0) == 0, "RNDRESEEDCRNG: %s",
+	      strerror(errno));
+	close(fd);
+	return NULL;
+}
+
 static void before_save(void)
 {
 	tap_run("before-save: waiters blocked at the recorded generation",
 		t_waiters_blocked);
+	tap_run("before-save: the GUID page holds the GUID QEMU was given",
+		t_guid_is_qemus);
+	tap_run("before-save: GUID watcher maps the page and polls it",
+		t_guid_watcher_armed);
+	tap_run("before-save: kernel crng reseeded (RNDRESEEDCRNG)",
+		t_reseed_before_save);
 	printf("SYSGENID-READY-FOR-SAVE\n");
 }
 
@@ -246,6 +450,172 @@ static int wait_results(void)
 		sleep_ms(50);
 	}
 	return -1;
+}
+
+struct watcher_result {
+	uint32_t before, after;
+	int r, err;
+	long long t0, t1, t2;
+	char rnd[33];
+};
+
+/* The GUID watcher's record, waiting for it up to the timeout. */
+static int get_watcher(struct watcher_result *w)
+{
+	char path[512];
+
+	dir_path(path, sizeof(path), "guid-watcher");
+	for (long waited = 0; waited <= timeout_s * 1000; waited += 20) {
+		FILE *f = fopen(path, "re");
+		int n;
+
+		if (f) {
+			n = fscanf(f, "%u %u %d %d %lld %lld %lld %32s",
+				   &w->before, &w->after, &w->r, &w->err,
+				   &w->t0, &w->t1, &w->t2, w->rnd);
+			fclose(f);
+			return n == 8 ? 0 : -1;
+		}
+		sleep_ms(20);
+	}
+	return -1;
+}
+
+static bool watcher_armed(void)
+{
+	char path[512];
+
+	dir_path(path, sizeof(path), "guid-watcher.armed");
+	return access(path, F_OK) == 0;
+}
+
+/*
+ * Who handled the change, as the module logged it ("on request", "ACPI
+ * notification" or "kernel vmfork notifier"), waiting up to the timeout;
+ * false if it never logged it.
+ */
+static bool bump_cause(char *cause, size_t len)
+{
+	char needle[128], *log, *p;
+
+	snprintf(needle, sizeof(needle),
+		 "sysgenid: VM fork: generation %u, kernel RNG reseeded by the module (",
+		 gen_before + 1);
+	for (long waited = 0; waited <= timeout_s * 1000; waited += 20) {
+		log = klog_since(NULL);
+		p = log ? strstr(log, needle) : NULL;
+		if (p) {
+			p += strlen(needle);
+			snprintf(cause, len, "%.*s", (int)strcspn(p, ")\n"), p);
+			free(log);
+			return true;
+		}
+		free(log);
+		sleep_ms(20);
+	}
+	return false;
+}
+
+static const char *t_guid_watcher_handled(void)
+{
+	struct watcher_result w;
+	char cause[64];
+
+	if (!watcher_armed())
+		SKIP("no GUID watcher: the page was not offered");
+	CHECK(load_gen_before() == 0, "no state from before-save");
+	CHECK(get_watcher(&w) == 0,
+	      "the GUID watcher saw no new GUID within %ld s", timeout_s);
+	printf("vmctl-distinct: %s\n", w.rnd);
+	printf("# GUID seen -> HANDLE_GUID_CHANGE returned (kernel RNG reseeded, counter moved): %.3f ms\n",
+	       (double)(w.t1 - w.t0) / 1000);
+	CHECK(w.r == 0, "HANDLE_GUID_CHANGE: %s", strerror(w.err));
+	CHECK(w.after == gen_before + 1, "counter %u after the ioctl, want %u",
+	      w.after, gen_before + 1);
+	CHECK(bump_cause(cause, sizeof(cause)),
+	      "the module logged no reseed for generation %u", gen_before + 1);
+	/* The ioctl may have waited for a notification already under way. */
+	if (strcmp(cause, "on request"))
+		SKIP("the ACPI notification was handled first (%s; counter %u when the GUID was seen)",
+		     cause, w.before);
+	CHECK(w.before == gen_before, "counter %u when the GUID was seen",
+	      w.before);
+	return NULL;
+}
+
+/*
+ * Microseconds from the watcher's "saw a new GUID" line to a later line
+ * of the kernel log, in the log's clock; or -1 if either is missing.
+ */
+static long long since_seen_us(const char *needle)
+{
+	long long seen = kmsg_usec_of(SEEN_MARK);
+	long long at = kmsg_usec_of(needle);
+
+	if (seen < 0 || at < 0)
+		return -1;
+	return at - seen;
+}
+
+/*
+ * The ACPI notification comes after the watcher's ioctl: the kernel (mode
+ * notifier) or the module (mode acpi) handles it, finds the GUID handled,
+ * and leaves the counter alone.
+ */
+static const char *t_acpi_after(void)
+{
+	static const char *const kernel_reseed =
+		"crng reseeded due to virtual machine fork";
+	struct watcher_result w;
+	char mode[32], seen[128], cause[64];
+	const char *needle;
+	long long at;
+	bool first_acpi = false;
+
+	CHECK(load_gen_before() == 0, "no state from before-save");
+	CHECK(sysfs_attr_str("mode", mode, sizeof(mode)), "no mode attribute");
+	if (!watcher_armed())
+		SKIP("no GUID watcher: the page was not offered");
+	CHECK(get_watcher(&w) == 0, "the GUID watcher saw no new GUID");
+	CHECK(bump_cause(cause, sizeof(cause)),
+	      "the module logged no reseed for generation %u", gen_before + 1);
+	if (strcmp(cause, "on request")) {
+		first_acpi = true;
+		snprintf(seen, sizeof(seen),
+			 "sysgenid: VM fork: generation %u, kernel RNG reseeded by the module (%s)",
+			 gen_before + 1, strcmp(mode, "acpi") ?
+			 "kernel vmfork notifier" : "ACPI notification");
+	} else {
+		snprintf(seen, sizeof(seen),
+			 "sysgenid: %s: GUID change already handled, generation stays %u",
+			 strcmp(mode, "acpi") ? "kernel vmfork notifier" :
+			 "ACPI notification", gen_before + 1);
+	}
+	needle = seen;
+	for (long waited = 0; kmsg_usec_of(needle) < 0; waited += 20) {
+		if (waited > timeout_s * 1000)
+			FAIL("no \"%s\" in the kernel log within %ld s", needle,
+			     timeout_s);
+		sleep_ms(20);
+	}
+	kmsg_print("sysgenid:");
+	kmsg_print("sysgenid_restore_test:");
+	kmsg_print("crng reseeded");
+	at = since_seen_us(needle);
+	if (at >= 0)
+		printf("# GUID seen -> ACPI notification handled%s: %.3f ms\n",
+		       first_acpi ? " (it came first)" : "",
+		       (double)at / 1000);
+	if (strcmp(mode, "acpi")) {
+		CHECK(kmsg_usec_of(kernel_reseed) >= 0,
+		      "no \"%s\" in the kernel log", kernel_reseed);
+		printf("# GUID seen -> the kernel's own reseed: %.3f ms\n",
+		       (double)since_seen_us(kernel_reseed) / 1000);
+	}
+	CHECK(gen_now() == (long)gen_before + 1,
+	      "counter %ld after the ACPI notification, want %u", gen_now(),
+	      gen_before + 1);
+	return NULL;
 }
 
 static const char *t_counter_once(void)
@@ -313,15 +683,23 @@ static const char *t_tracked_released(void)
 
 static const char *t_kernel_log(void)
 {
-	static const char *const reseed[] = {
+	/* Mode acpi: no kernel driver; the module says it reseeded. */
+	static const char *const reseed_notifier[] = {
 		"crng reseeded due to virtual machine fork", NULL,
 	};
-	char ours[64];
+	static const char *const reseed_acpi[] = {
+		"kernel RNG reseeded by the module", NULL,
+	};
+	const char *const *reseed = reseed_notifier;
+	char ours[64], mode[32];
 	const char *const mine[] = { ours, NULL };
 	char *log = klog_since(NULL);
 
 	CHECK(log, "cannot read the kernel log: %s", strerror(errno));
 	CHECK(load_gen_before() == 0, "no state from before-save");
+	if (sysfs_attr_str("mode", mode, sizeof(mode)) &&
+	    !strcmp(mode, "acpi"))
+		reseed = reseed_acpi;
 	snprintf(ours, sizeof(ours), "sysgenid: VM fork: generation %u",
 		 gen_before + 1);
 	if (!klog_find_any(log, reseed)) {
@@ -338,6 +716,10 @@ static const char *t_kernel_log(void)
 
 static void after_restore(void)
 {
+	tap_run("after-restore: GUID watcher's HANDLE_GUID_CHANGE moved the counter by one, before ACPI",
+		t_guid_watcher_handled);
+	tap_run("after-restore: kernel logged the ACPI notification, which did not bump again",
+		t_acpi_after);
 	tap_run("after-restore: counter advanced exactly once", t_counter_once);
 	tap_run("after-restore: every blocked waiter woke with it",
 		t_waiters_woke);

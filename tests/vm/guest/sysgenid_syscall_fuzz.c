@@ -2,7 +2,8 @@
 /*
  * Randomized system calls against /dev/sysgenid from several processes at
  * once: open, close, dup, fork, read, write, poll, epoll, mmap, mprotect,
- * mremap, munmap and ioctl with random sizes, values, flags and pointers.
+ * mremap, munmap and ioctl with random sizes, values, flags and pointers,
+ * the GUID page (mmap offset 1) and its two ioctls included.
  * Every result must be a success or an errno that the call may return;
  * no call may block for more than a few seconds; afterwards the watcher
  * counts are back, the module is unused, unloads and reloads, and the
@@ -51,13 +52,13 @@
 enum op {
 	OP_OPEN, OP_CLOSE, OP_DUP, OP_FORK, OP_READ, OP_WRITE, OP_POLL,
 	OP_EPOLL, OP_MMAP, OP_MPROTECT, OP_MREMAP, OP_MUNMAP, OP_IOCTL_TRACK,
-	OP_IOCTL_WAIT, OP_IOCTL_TRIGGER, OP_IOCTL_OTHER, OP_NR
+	OP_IOCTL_WAIT, OP_IOCTL_TRIGGER, OP_IOCTL_GUID, OP_IOCTL_OTHER, OP_NR
 };
 
 static const char *const op_names[OP_NR] = {
 	"open", "close", "dup", "fork", "read", "write", "poll", "epoll",
 	"mmap", "mprotect", "mremap", "munmap", "ioctl-track", "ioctl-wait",
-	"ioctl-trigger", "ioctl-other",
+	"ioctl-trigger", "ioctl-guid", "ioctl-other",
 };
 
 /* What each worker reports, in memory shared with the parent. */
@@ -111,6 +112,9 @@ static struct report *me;
 static int epfd = -1;
 static timer_t kick_timer;
 static size_t page;
+/* Whether the module offers the GUID page, and where the GUID sits. */
+static bool guid_offered;
+static long guid_off = -1;
 
 static volatile sig_atomic_t stuck;
 
@@ -614,21 +618,31 @@ static void do_mmap(void)
 	enter(OP_MMAP);
 	p = mmap(NULL, len, prot, flags, w->fd, off);
 	e = errno;
-	if (!leave(OP_MMAP, p == MAP_FAILED ? -1 : 0, e, errs, args))
+	if (!leave(OP_MMAP, p == MAP_FAILED ? -1 : 0, e, errs, args)) {
+		if (e == ENODEV && (guid_offered || off != (off_t)page))
+			report_fail("mmap(%s): ENODEV", args);
 		return;
-	/* The device maps one read-only page at offset 0, and nothing else. */
-	if (len > page || off != 0 || (prot & PROT_WRITE) || !len)
+	}
+	/*
+	 * The device maps one read-only page at offset 0 (the counter) and,
+	 * where offered, one read-only shared page at offset 1 (the GUID),
+	 * and nothing else.
+	 */
+	if (len > page || (prot & PROT_WRITE) || !len ||
+	    (off != 0 && off != (off_t)page) ||
+	    (off == (off_t)page && (!guid_offered || !(flags & MAP_SHARED))))
 		report_fail("mmap(%s) succeeded", args);
 	if (prot & PROT_READ) {
-		volatile uint32_t *v = p;
+		volatile uint8_t *v = p;
+		size_t from = off ? (size_t)guid_off : 0;
+		size_t to = off ? from + 16 : sizeof(uint32_t);
 
-		for (size_t i = 1; i < page / sizeof(*v); i++)
-			if (v[i]) {
-				report_fail("mmap(%s): word %zu is %u", args,
+		for (size_t i = 0; i < page; i++)
+			if (v[i] && (i < from || i >= to)) {
+				report_fail("mmap(%s): byte %zu is %#x", args,
 					    i, v[i]);
 				break;
 			}
-		(void)v[0];
 	}
 	maps[nmaps].addr = p;
 	maps[nmaps].len = len;
@@ -812,11 +826,48 @@ static void do_ioctl_trigger(void)
 		report_fail("ioctl-trigger(%s) succeeded", args);
 }
 
+/*
+ * GET_GUID_OFFSET (40 where offered, else ENODEV) or HANDLE_GUID_CHANGE
+ * (0: the GUID does not change during the run; EINTR: a kick while it
+ * waited for another caller); a nonzero argument is EINVAL; O_PATH EBADF.
+ */
+static void do_ioctl_guid(void)
+{
+	static const int errs[] = { EINVAL, ENODEV, EINTR, EBADF, 0 };
+	struct wfd *w = pick_fd();
+	unsigned long arg = chance(60) ? 0 : pick_arg();
+	bool get = chance(50);
+	char args[80];
+	long r;
+	int e;
+
+	if (!w)
+		return;
+	snprintf(args, sizeof(args), "fd %d flags %#x, %s %#lx", w->fd,
+		 w->flags, get ? "get-offset" : "handle", arg);
+	enter(OP_IOCTL_GUID);
+	r = ioctl(w->fd, get ? SYSGENID_GET_GUID_OFFSET :
+		  SYSGENID_HANDLE_GUID_CHANGE, arg);
+	e = errno;
+	if (!leave(OP_IOCTL_GUID, r, e, errs, args)) {
+		if ((e == EINVAL && !arg) || (e == EBADF && !(w->flags & O_PATH)) ||
+		    (e == ENODEV && (!get || guid_offered || arg)) ||
+		    (e == EINTR && get))
+			report_fail("ioctl-guid(%s): %s", args, strerror(e));
+		return;
+	}
+	if (arg || (w->flags & O_PATH) || (get && r != guid_off) ||
+	    (!get && r != 0))
+		report_fail("ioctl-guid(%s) returned %ld", args, r);
+}
+
 static bool real_cmd(unsigned int cmd)
 {
 	return cmd == SYSGENID_SET_WATCHER_TRACKING ||
 	       cmd == SYSGENID_WAIT_WATCHERS ||
-	       cmd == SYSGENID_TRIGGER_GEN_UPDATE;
+	       cmd == SYSGENID_TRIGGER_GEN_UPDATE ||
+	       cmd == SYSGENID_GET_GUID_OFFSET ||
+	       cmd == SYSGENID_HANDLE_GUID_CHANGE;
 }
 
 /*
@@ -871,6 +922,26 @@ static void do_ioctl_other(void)
 		report_fail("ioctl-other(%s) succeeded", args);
 }
 
+/* What the module says of the GUID page, which the results must match. */
+static int guid_probe(void)
+{
+	char st[256];
+	int fd = dev_open(O_RDONLY);
+
+	guid_offered = sysfs_attr_str("guid_page", st, sizeof(st)) &&
+		       !strcmp(st, "offered");
+	if (fd >= 0 && guid_offered)
+		guid_off = ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0);
+	if (fd >= 0)
+		close(fd);
+	if (guid_offered && guid_off < 0) {
+		report_fail("guid_page offered, GET_GUID_OFFSET: %s",
+			    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void (*const ops[OP_NR])(void) = {
 	[OP_OPEN] = do_open, [OP_CLOSE] = do_close, [OP_DUP] = do_dup,
 	[OP_FORK] = do_fork, [OP_READ] = do_read, [OP_WRITE] = do_write,
@@ -879,6 +950,7 @@ static void (*const ops[OP_NR])(void) = {
 	[OP_MUNMAP] = do_munmap, [OP_IOCTL_TRACK] = do_ioctl_track,
 	[OP_IOCTL_WAIT] = do_ioctl_wait,
 	[OP_IOCTL_TRIGGER] = do_ioctl_trigger,
+	[OP_IOCTL_GUID] = do_ioctl_guid,
 	[OP_IOCTL_OTHER] = do_ioctl_other,
 };
 
@@ -888,7 +960,7 @@ static const unsigned int weights[OP_NR] = {
 	[OP_READ] = 12, [OP_WRITE] = 12, [OP_POLL] = 5, [OP_EPOLL] = 3,
 	[OP_MMAP] = 6, [OP_MPROTECT] = 3, [OP_MREMAP] = 2, [OP_MUNMAP] = 4,
 	[OP_IOCTL_TRACK] = 8, [OP_IOCTL_WAIT] = 5, [OP_IOCTL_TRIGGER] = 4,
-	[OP_IOCTL_OTHER] = 6,
+	[OP_IOCTL_GUID] = 5, [OP_IOCTL_OTHER] = 6,
 };
 
 static double now_s(void)
@@ -913,6 +985,8 @@ static int worker(int i)
 	me = &reports[i];
 	rng = base_seed + (uint64_t)i;
 	page = (size_t)sysconf(_SC_PAGESIZE);
+	if (guid_probe())
+		return 1;
 	/* No SA_RESTART: a signal must end the call it interrupts. */
 	sigaction(SIGALRM, &sa, NULL);
 	sigaction(SIGUSR1, &sk, NULL);
