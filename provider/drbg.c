@@ -38,7 +38,7 @@ struct vp_drbg {
 	struct vp_prov *prov;
 	EVP_RAND_CTX *inner;		/* the wrapped DRBG */
 	struct vp_drbg *parent;		/* when ours; outlives us */
-	uint64_t seeded;		/* generation it was seeded for (atomic) */
+	uint64_t seeded;		/* generation it was seeded for, 0: none */
 	size_t max_request;		/* cached at instantiate, 0 before */
 };
 
@@ -181,16 +181,21 @@ static int vp_drbg_instantiate(void *vctx, unsigned int strength, int pr,
 		OSSL_PARAM_size_t(OSSL_RAND_PARAM_MAX_REQUEST, &max_request),
 		OSSL_PARAM_END
 	};
-	uint64_t gen;
 
-	/* A libvmgenid that cannot work now fails the DRBG's creation. */
-	if (!vp_generation(d->prov, &gen) ||
-	    !EVP_RAND_instantiate(d->inner, strength, pr, pstr, pstr_len,
+	/*
+	 * libvmgenid is not asked here: it may run the application's
+	 * callbacks, and one that calls RAND_bytes() would re-enter
+	 * RAND_get0_primary() under the write lock it holds while creating
+	 * the primary (the lock is not recursive: the callback's draw
+	 * fails), or make a second public DRBG for this thread before this
+	 * one is stored (a leak). seeded stays 0, which no generation
+	 * equals: the first generate asks, and reseeds.
+	 */
+	if (!EVP_RAND_instantiate(d->inner, strength, pr, pstr, pstr_len,
 				  params) ||
 	    !EVP_RAND_CTX_get_params(d->inner, get))
 		return 0;
 	__atomic_store_n(&d->max_request, max_request, __ATOMIC_RELAXED);
-	__atomic_store_n(&d->seeded, gen, __ATOMIC_RELEASE);
 	return 1;
 }
 

@@ -11,12 +11,16 @@
  *               runs in the thread that draws: no deadlock, all succeed.
  *   rand-watcher  the same callback in libvmgenid's watcher thread,
  *               while the main thread draws.
+ *   rand-first  the same callback, with a step (and then a fork) pending
+ *               before the program's first draw, so that it runs while
+ *               OpenSSL is creating its DRBGs.
  *   concurrent  threads draw without pause while steps are dispatched by
  *               a slow callback that draws too.
  *
  * A deadlock ends the test through alarm() (SIGALRM kills it).
  */
 #include <pthread.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -169,6 +173,37 @@ static int test_rand(int watcher)
 	return 0;
 }
 
+/* A step pending at the first draw: the callback runs inside it. */
+static int test_rand_first(void)
+{
+	int status;
+	pid_t pid;
+
+	if (vmgen_callback_register(rand_cb, NULL, VMGEN_EVENT_ANY) < 0)
+		return 1;
+	counter_step();
+	if (!draw() || !current() || cb_runs != 1 || cb_rand_failures) {
+		fprintf(stderr, "FAIL: first draw with a step pending: %d "
+			"callback runs, %d failures inside\n", cb_runs,
+			cb_rand_failures);
+		ERR_print_errors_fp(stderr);
+		return 1;
+	}
+	/* The same in a child whose first draw is after the fork. */
+	pid = fork();
+	if (pid == 0)
+		_exit(draw() && current() && cb_runs == 2 &&
+		      !cb_rand_failures ? 0 : 1);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "FAIL: the fork child's first draw\n");
+		return 1;
+	}
+	printf("ok: a callback that calls RAND_bytes() ran inside the first "
+	       "draw, after a step and after a fork\n");
+	return 0;
+}
+
 static void *drawer(void *arg)
 {
 	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
@@ -218,6 +253,8 @@ int main(int argc, char **argv)
 
 	counter_init();
 	alarm(60);
+	if (strcmp(mode, "rand-first") == 0)	/* before any OpenSSL call */
+		return test_rand_first();
 	if (!drbg_is_ours(RAND_get0_public(NULL))) {
 		fprintf(stderr, "FAIL: the public DRBG is not VMGENID-DRBG: "
 			"the provider is not configured\n");
@@ -232,6 +269,7 @@ int main(int argc, char **argv)
 		return test_rand(1);
 	if (strcmp(mode, "concurrent") == 0)
 		return test_concurrent();
-	fprintf(stderr, "usage: callback fail|rand|rand-watcher|concurrent\n");
+	fprintf(stderr, "usage: callback fail|rand|rand-watcher|rand-first|"
+		"concurrent\n");
 	return 2;
 }
