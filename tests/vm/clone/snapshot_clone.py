@@ -135,13 +135,16 @@ def ns_to_ms(ns):
 
 
 class Checker:
-	def __init__(self):
+	def __init__(self, brief=False):
 		self.failures = []
 		self.passes = []
+		self.brief = brief	# print failures only
 
 	def check(self, ok, what):
 		(self.passes if ok else self.failures).append(what)
-		print('%s %s' % ('ok  ' if ok else 'FAIL', what), flush=True)
+		if not ok or not self.brief:
+			print('%s %s' % ('ok  ' if ok else 'FAIL', what),
+			      flush=True)
 		return ok
 
 
@@ -610,7 +613,7 @@ def figures_json(mode, origin, clones, figs, cross):
 
 def analyse(logs, args, workdir=None, prestop=None):
 	"""Check and report; logs are the origin then the clones."""
-	chk = Checker()
+	chk = Checker(args.brief)
 	origin, clones = logs[0], logs[1:]
 	if args.fixed_guid:
 		check_fixed_guid(origin, clones, args.tokens, chk)
@@ -742,6 +745,8 @@ def main(argv=None):
 	ap.add_argument('--show', action='store_true',
 			help='print the first two clones side by side')
 	ap.add_argument('--rows', type=int, default=16)
+	ap.add_argument('--brief', action='store_true',
+			help='print failed checks only, then the figures')
 	ap.add_argument('-v', '--verbose', action='store_true',
 			help='print the serial logs')
 	args = ap.parse_args(argv)
