@@ -18,8 +18,8 @@
  *
  *   CLONE start source=S fork=F gen=G sgid=C watcher=0|1 race_free=R ...
  *   CLONE txn-inflight-begun gen=G mono=T
- *   CLONE tok seq=N gen=G sgid=C res=0|1 cres=0|1 inf=0|1 mono=T boot=T
- *             lib=X ossl=X ctl=X
+ *   CLONE tok seq=N gen=G sgid=C res=0|1 cres=0|1 inf=0|1 bmono=T mono=T
+ *             boot=T lib=X ossl=X ctl=X
  *   CLONE abort seq=N gen=G ... ctl=X        (commit failed: token dropped)
  *   CLONE cb name=chacha|openssl reasons=R old=G new=G n=K start=T end=T
  *   CLONE resume mono=T prev=T jump=S        (the VM was resumed)
@@ -44,7 +44,8 @@
  * last read before the jump; mono is when it noticed, which the slow first
  * moments of a restored guest can delay); the token loop also reads it
  * right before each vmgen_txn_begin() ("res=1": the whole transaction ran
- * after the resume) and right before each vmgen_txn_commit() ("cres=1":
+ * after the resume; bmono is when it was begun) and right before each
+ * vmgen_txn_commit() ("cres=1":
  * the commit certainly came after the resume). A token with cres=1
  * committed under the pre-restore generation is a race-window token: it
  * left the guest although the guest had already been cloned (with the
@@ -499,10 +500,11 @@ int main(int argc, char **argv)
 		uint8_t lib[8], ossl[8], ctl[8];
 		char lib_hex[17], ossl_hex[17], ctl_hex[17];
 		struct vmgen_txn txn;
-		int64_t sgid, mono, boot;
+		int64_t sgid, bmono, mono, boot;
 		bool ok, res, cres, inf;
 
 		res = resumed_now();
+		bmono = clock_ns(CLOCK_MONOTONIC);
 		/* The control draws every round, committed or not, so both
 		 * clones stay in step with each other by seq. */
 		chacha_rng_bytes(&ctl_rng, ctl, sizeof(ctl));
@@ -532,14 +534,16 @@ int main(int argc, char **argv)
 
 		if (ok)
 			emit("tok seq=%" PRId64 " gen=%" PRIu64 " sgid=%" PRId64
-			     " res=%d cres=%d inf=%d mono=%" PRId64
-			     " boot=%" PRId64 " lib=%s ossl=%s ctl=%s", seq,
-			     txn.generation, sgid, res, cres, inf, mono, boot,
-			     lib_hex, ossl_hex, ctl_hex);
+			     " res=%d cres=%d inf=%d bmono=%" PRId64
+			     " mono=%" PRId64 " boot=%" PRId64
+			     " lib=%s ossl=%s ctl=%s", seq, txn.generation,
+			     sgid, res, cres, inf, bmono, mono, boot, lib_hex,
+			     ossl_hex, ctl_hex);
 		else
 			emit("abort seq=%" PRId64 " gen=%" PRIu64
-			     " res=%d cres=%d mono=%" PRId64 " ctl=%s", seq,
-			     txn.generation, res, cres, mono, ctl_hex);
+			     " res=%d cres=%d bmono=%" PRId64 " mono=%" PRId64
+			     " ctl=%s", seq, txn.generation, res, cres, bmono,
+			     mono, ctl_hex);
 		if (!inf && !inflight_reported) {
 			emit("txn-inflight-commit ok=0 gen=%" PRIu64
 			     " now=%" PRId64 " mono=%" PRId64,
