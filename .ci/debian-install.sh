@@ -24,7 +24,8 @@ fail() { echo "debian-install: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "run as root (apt-get, dkms)"
 command -v git >/dev/null || fail "git not found"
 
-ref=${REF:-HEAD}
+# One commit for the whole run, though the branch may move meanwhile.
+ref=$(git rev-parse --verify "${REF:-HEAD}^{commit}") || fail "no commit ${REF:-HEAD}"
 work=$(mktemp -d /tmp/debian-install.XXXXXX)
 cache=${VMCTL_CACHE:-$top/build-deb/vm-cache}
 installed=""	# our packages while they are installed
