@@ -28,8 +28,8 @@
  *
  * race_free is 1 when the library detects a restore from the hypervisor's
  * generation ID itself (vmgen_source_race_free()), 0 when it relies on the
- * counter alone (race_free_why then says why), "unknown" with a library
- * that cannot tell.
+ * counter alone (race_free_why then says why), "error" when it cannot
+ * tell.
  *
  * Detecting the resume inside the guest. Under QEMU the guest's monotonic
  * and realtime clocks do not jump across a save and a restore: the virtual
@@ -374,19 +374,15 @@ static const char *source_name(void)
 /* Whether the library sees a restore before the counter moves. */
 static const char *race_free(const char **why)
 {
-#ifdef HAVE_VMGEN_SOURCE_RACE_FREE
 	int ret;
 
 	*why = "";
 	ret = vmgen_source_race_free(why);
-
+	if (*why == NULL)
+		*why = "";
 	if (ret < 0)
 		*why = vmgen_strerror(ret);
 	return ret > 0 ? "1" : ret == 0 ? "0" : "error";
-#else
-	*why = "this libvmgenid has no vmgen_source_race_free()";
-	return "unknown";
-#endif
 }
 
 static void usage(void)

@@ -327,22 +327,24 @@ def check_origin(origin, mode, chk):
 	if mod:
 		print('     module: mode %s, GUID page %s, guid_page=%s'
 		      % (mod['mode'], mod['guid_page'], mod['param']))
-	rf, why = start.get('race_free', 'unknown'), start.get(
-		'race_free_why', '')
+	rf, why = start.get('race_free', '?'), start.get('race_free_why', '')
 	if mode == 'race-free':
-		# A library or module without the race-free path says so (or
-		# cannot tell): the counts below then decide.
-		chk.check(rf in ('1', 'unknown'),
+		chk.check(rf == '1',
 			  'origin: library reports the race-free path in use '
 			  '(race_free=%s%s)' % (rf, ' ' + why if why else ''))
 	else:
-		chk.check(rf in ('0', 'unknown'),
+		chk.check(rf == '0',
 			  'origin: library reports the counter-only path '
 			  '(race_free=%s%s)' % (rf, ' ' + why if why else ''))
-		if mod and mod['param'] != 'none':
-			chk.check(mod['guid_page'].startswith('not offered'),
-				  'origin: module does not offer the GUID page '
-				  '(%s)' % mod['guid_page'])
+	if mode == 'race-free':
+		chk.check(mod is not None and mod['guid_page'] == 'offered',
+			  'origin: module offers the GUID page (%s)'
+			  % (mod or {}).get('guid_page'))
+	else:
+		chk.check(mod is not None and
+			  mod['guid_page'].startswith('not offered'),
+			  'origin: module does not offer the GUID page (%s)'
+			  % (mod or {}).get('guid_page'))
 	gen0, sgid0 = int(start['gen']), int(start['sgid'])
 	otoks = origin.tokens()
 	chk.check(len(otoks) > 0, 'origin: %d tokens before the save'
@@ -677,20 +679,9 @@ def fetch_kernel(cache, kind):
 	return vmctl.fetch(cache)
 
 
-def module_has_param(ko, name):
-	"""Whether a .ko declares the parameter name (its .modinfo)."""
-	with open(ko, 'rb') as f:
-		return (b'parmtype=%s:' % name.encode()) in f.read()
-
-
 def load_module(vm, ko, mode):
 	"""insmod from the guest's shell, with the mode's parameter."""
 	params = MODE_PARAMS[mode]
-	if params and not module_has_param(ko, params.split('=')[0]):
-		# A module from before the GUID page is counter-only anyway.
-		vmctl.log('%s has no %s parameter: loaded without it'
-			  % (os.path.basename(ko), params.split('=')[0]))
-		params = ''
 	name = os.path.basename(ko)
 	rc = vm.shell('insmod /lib/modules/%s %s' % (name, params), 60)
 	if rc != 0:
