@@ -83,7 +83,7 @@ for k in $kernels; do
 		continue
 	fi
 	VMCTL_KERNEL=$k VMCTL_APPEND="SYSGENID_FUZZ_SECONDS=$fuzz_seconds" \
-		meson test -C "$build" --suite guest --no-rebuild \
+		meson test -C "$build" --suite guest \
 		--print-errorlogs --logbase "testlog-guest-$k"
 	clone_rc=-
 	if [ -x "$build/tests/vm/clone/clone_app" ]; then
