@@ -28,7 +28,6 @@
 #include <linux/ioport.h>
 #include <linux/mm.h>
 #include <linux/string.h>
-#include <linux/version.h>
 
 #include "internal.h"
 
@@ -226,27 +225,15 @@ static int sysgenid_acpi_add(struct acpi_device *adev)
 	return 0;
 }
 
-#if KERNEL_VERSION(6, 2, 0) <= LINUX_VERSION_CODE
-static void sysgenid_acpi_remove(struct acpi_device *adev)
-#else
-static int sysgenid_acpi_remove(struct acpi_device *adev)
-#endif
-{
-	if (adev == vmgenid_bound) {
-		vmgenid_unmap_guid();
-		vmgenid_bound = NULL;
-	}
-#if KERNEL_VERSION(6, 2, 0) > LINUX_VERSION_CODE
-	return 0;
-#endif
-}
-
 static struct acpi_driver sysgenid_acpi_driver = {
 	.name = "sysgenid",
 	.ids = sysgenid_vmgenid_ids,
 	.ops = {
 		.add = sysgenid_acpi_add,
-		.remove = sysgenid_acpi_remove,
+		/*
+		 * No .remove (its type changed in 6.2): the device is not
+		 * hot-pluggable, and unloading unmaps after unregistering.
+		 */
 		.notify = sysgenid_acpi_notify,
 	},
 #ifndef acpi_bus_register_driver
@@ -284,8 +271,9 @@ int sysgenid_vmgenid_bind(void)
 void sysgenid_vmgenid_release(void)
 {
 	if (vmgenid_registered)
-		/* Waits for a notification in flight; remove() unmaps. */
+		/* Waits for a notification in flight. */
 		acpi_bus_unregister_driver(&sysgenid_acpi_driver);
 	vmgenid_registered = false;
+	vmgenid_bound = NULL;
 	vmgenid_unmap_guid();
 }
