@@ -161,7 +161,8 @@ if [ -z "$lib" ] || [ "$(readlink -f "$lib")" != "$(readlink -f "$want")" ]; the
 	fail "consumer not linked to the installed library"
 fi
 "$work/consumer"
-man -w vmgen_txn_begin vmgenid.7 vmgenid.1 sysgenid.4 >/dev/null ||
+man -w vmgen_txn_begin vmgenid.7 vmgenid.1 sysgenid.4 vmgenid-provider.7 \
+	vmgenid-openssl-check >/dev/null ||
 	fail "manual pages missing"
 
 step "vmgenid status"
