@@ -97,7 +97,7 @@ Tokens committed in between carry the old generation ("old-gen commits")
 and repeat between clones ("race window"). Four clones this time:
 EOF
 python3 tests/vm/clone/snapshot_clone.py --brief --mode counter-only \
-	--clones 4 \
+	--clones 4 --show --rows 4 \
 	--app "$app" \
 	--driver driver \
 	--cache "$build/vm-cache" \

@@ -510,8 +510,9 @@ def check_fixed_guid(origin, clones, want_tokens, chk):
 			  % (a.name, b.name, len(common)))
 
 
-def side_by_side(origin, clones, rows):
-	"""A table a person can read: two clones' tokens round by round."""
+def side_by_side(origin, clones, rows, brief=False):
+	"""A table a person can read: two clones' tokens round by round
+	(brief: without the rounds before the save)."""
 	a, b = clones[0], clones[1]
 	by_a = {int(kv['seq']): (w, kv) for w, kv in a.events
 		if w in ('tok', 'abort')}
@@ -533,13 +534,16 @@ def side_by_side(origin, clones, rows):
 					 kv['ossl'][:8])
 
 	print()
-	print('Before the save (one guest): protected and control RNG agree,')
-	print('they share the seed and nothing has happened yet.')
-	print('  round  gen  libvmgenid       openssl   control')
-	for t in otoks[-3:]:
-		print('  %5s  g%s   %s %s  %s' % (t['seq'], t['gen'], t['lib'],
-						 t['ossl'][:8], t['ctl']))
-	print()
+	if not brief:
+		print('Before the save (one guest): protected and control RNG '
+		      'agree,')
+		print('they share the seed and nothing has happened yet.')
+		print('  round  gen  libvmgenid       openssl   control')
+		for t in otoks[-3:]:
+			print('  %5s  g%s   %s %s  %s' %
+			      (t['seq'], t['gen'], t['lib'], t['ossl'][:8],
+			       t['ctl']))
+		print()
 	print('After the restore: two clones of that guest, round by round.')
 	print('  gN = combined generation; * = committed after the guest had '
 	      'resumed')
@@ -638,7 +642,7 @@ def analyse(logs, args, workdir=None, prestop=None):
 	figs, cross = check_all(origin, clones, args.mode, args.tokens, chk,
 				prestop)
 	if figs and args.show and len(clones) >= 2:
-		side_by_side(origin, clones, args.rows)
+		side_by_side(origin, clones, args.rows, args.brief)
 	if figs:
 		report(args.mode, origin, clones, figs, cross)
 		if workdir:
