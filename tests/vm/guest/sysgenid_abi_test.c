@@ -671,9 +671,13 @@ static const char *t_guid_page_offered(void)
 	if (want)
 		CHECK(!strcmp(state, "offered"),
 		      "QEMU's vmgenid and a CPU RNG, yet \"%s\"", state);
+	else if (path_exists(QEMU_VGID))
+		/* Auto mode: the page qualifies, the CPU has no RNG. */
+		CHECK(!strcmp(state, "not offered: no CPU RNG feeds the kernel's reseed (guid_page=1 offers the page anyway)"),
+		      "QEMU's vmgenid without a CPU RNG, yet \"%s\"", state);
 	else
 		CHECK(!strncmp(state, "not offered: ", 13) && state[13],
-		      "no QEMU vmgenid or no CPU RNG, yet \"%s\"", state);
+		      "no QEMU vmgenid, yet \"%s\"", state);
 	return NULL;
 }
 
@@ -686,13 +690,29 @@ static const char *t_guid_page_offered(void)
 			SKIP("GUID page %s", st_);			\
 	} while (0)
 
+static bool guid_page_offered(void)
+{
+	char st[256];
+
+	return sysfs_attr_str("guid_page", st, sizeof(st)) &&
+	       !strcmp(st, "offered");
+}
+
 static const char *t_guid_offset_ioctl(void)
 {
 	int fd = dev_open(O_RDONLY);
 	long off;
 
-	NEED_GUID_PAGE();
 	CHECK_SYS(fd);
+	if (!guid_page_offered()) {
+		/* Not offered: neither the offset nor the page. */
+		CHECK_ERR(ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0), ENODEV);
+		CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd,
+			       (off_t)(SYSGENID_GUID_PGOFF * PAGE)), ENODEV);
+		CHECK_ERR(ioctl(fd, SYSGENID_GET_GUID_OFFSET, 1), EINVAL);
+		close(fd);
+		return NULL;
+	}
 	off = ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0);
 	CHECK(off == 40, "GET_GUID_OFFSET = %ld (%s), want QEMU's 40", off,
 	      off < 0 ? strerror(errno) : "");
@@ -1320,11 +1340,11 @@ int main(int argc, char **argv)
 		{ "unknown ioctl is ENOTTY", t_unknown_ioctl_enotty },
 		{ "sysfs mode: notifier with a kernel vmgenid driver, else acpi and bound",
 		  t_sysfs_mode },
-		{ "sysfs guid_page: offered with QEMU's vmgenid and a CPU RNG",
+		{ "sysfs guid_page: offered with QEMU's vmgenid and a CPU RNG, else why not",
 		  t_guid_page_offered },
 		{ "the load log names the mode and the GUID page decision",
 		  t_load_log },
-		{ "GET_GUID_OFFSET is QEMU's 40; a nonzero arg is EINVAL",
+		{ "GET_GUID_OFFSET is QEMU's 40 (not offered: it and mmap ENODEV); nonzero arg EINVAL",
 		  t_guid_offset_ioctl },
 		{ "mmap offset 1: 16 GUID bytes, the rest of the page zero",
 		  t_guid_page_content },
