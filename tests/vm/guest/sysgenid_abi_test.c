@@ -21,8 +21,11 @@
 #include <linux/capability.h>
 #include <limits.h>
 #include <stdint.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1241,6 +1244,87 @@ static const char *t_guid_page_param(void)
 	return NULL;
 }
 
+/*
+ * Loaded where "/dev/urandom" is not the kernel's random device (here a
+ * private /dev whose urandom is the null device), the module cannot
+ * reseed the kernel RNG. Mode acpi: nothing could then handle a change,
+ * so it refuses to load (ENODEV, a log line). Mode notifier: the kernel
+ * reseeds, so it loads, but reads no GUID: no page, HANDLE_GUID_CHANGE
+ * ENODEV, the counter ABI intact.
+ */
+static const char *t_no_random_device(void)
+{
+	static const char why[] = "/dev/urandom is not the random device";
+	char state[256], want[160];
+	int pfd[2], res[2] = { -2, 0 }, fd;
+	char *log;
+	pid_t pid;
+
+	if (!ko_path)
+		SKIP("no --ko given");
+	CHECK(mod_unload() == 0, "unload: %s", strerror(errno));
+	CHECK_SYS(pipe(pfd));
+	pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		int r[2] = { -3, 0 };
+
+		if (!unshare(CLONE_NEWNS) &&
+		    !mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) &&
+		    !mount("tmpfs", "/dev", "tmpfs", 0, NULL) &&
+		    !mknod("/dev/urandom", S_IFCHR | 0666, makedev(1, 3))) {
+			r[0] = mod_load();
+			r[1] = errno;
+		} else {
+			r[1] = errno;
+		}
+		_exit(write(pfd[1], r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	CHECK(wait_child(pid, LIMIT_MS) == 0 &&
+	      read(pfd[0], res, sizeof(res)) == sizeof(res),
+	      "the loading child failed");
+	close(pfd[0]);
+	close(pfd[1]);
+	CHECK(res[0] != -3, "cannot set up a private /dev: %s",
+	      strerror(res[1]));
+
+	if (!kernel_has_vmgenid_driver()) {
+		CHECK(res[0] == -1 && res[1] == ENODEV,
+		      "mode acpi without a random device: load %d (%s), want ENODEV",
+		      res[0], res[0] ? strerror(res[1]) : "loaded");
+		snprintf(want, sizeof(want),
+			 "the kernel has no vmgenid driver and the module cannot reseed its RNG (%s); not loading",
+			 why);
+		log = klog_since(NULL);
+		CHECK(log, "cannot read the kernel log");
+		fd = strstr(log, want) != NULL;
+		free(log);
+		CHECK(fd, "no \"%s\" in the kernel log", want);
+		CHECK(access(dev_path, F_OK), "%s exists", dev_path);
+	} else {
+		CHECK(res[0] == 0, "mode notifier without a random device: load: %s",
+		      strerror(res[1]));
+		snprintf(want, sizeof(want), "not offered: %s", why);
+		CHECK(sysfs_attr_str("guid_page", state, sizeof(state)) &&
+		      !strcmp(state, want), "guid_page \"%s\", want \"%s\"",
+		      state, want);
+		fd = dev_open(O_RDWR);
+		CHECK_SYS(fd);
+		CHECK_ERR(ioctl(fd, SYSGENID_HANDLE_GUID_CHANGE, 0), ENODEV);
+		CHECK_ERR(ioctl(fd, SYSGENID_GET_GUID_OFFSET, 0), ENODEV);
+		CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd,
+			       (off_t)(SYSGENID_GUID_PGOFF * PAGE)), ENODEV);
+		CHECK_SYS(trigger(fd, 0));
+		CHECK(gen_now() == 1, "counter %ld after a trigger", gen_now());
+		close(fd);
+		CHECK(mod_unload() == 0, "unload: %s", strerror(errno));
+	}
+	CHECK(mod_load() == 0, "reload: %s", strerror(errno));
+	CHECK(sysfs_attr_str("guid_page", state, sizeof(state)),
+	      "no guid_page after reload");
+	return NULL;
+}
+
 static const char *t_load_unload_100(void)
 {
 	/*
@@ -1367,6 +1451,8 @@ int main(int argc, char **argv)
 		  t_unload_refused_while_used },
 		{ "guid_page=0 offers nothing (ENODEV), =1 offers, =2 refused",
 		  t_guid_page_param },
+		{ "no random device at load: mode acpi refuses (ENODEV), notifier reads no GUID",
+		  t_no_random_device },
 		{ "100 load/unload cycles, nothing in the kernel log",
 		  t_load_unload_100 },
 		{ "kernel has no WARN or oops taint",
