@@ -127,6 +127,10 @@ def one_run(kernel, kos, accel, args, mode):
 			clones = vmctl.restore_clones(origin, state, names)
 		vms += clones
 		with vmctl.phase('%s: after-restore' % mode):
+			# nothing may run in a clone before its watcher has
+			# read: a new process takes bytes from the crng
+			for c in clones:
+				c.wait_for('^KRNG read', 120)
 			for c in clones:
 				c.send('after-restore')
 			for c in clones:

@@ -16,6 +16,9 @@
  * before the save a clone could reseed by schedule and the control would
  * measure that schedule instead of the restore (DESIGN section 8).
  *
+ * The host sends after-restore only once the watcher has printed "KRNG
+ * read" (see there).
+ *
  * after-restore: wait for the watcher's result and print it, with the
  * kernel log's reseed line, as "KRNG key=value..." lines and ok/not ok
  * lines. The host compares the bytes across clones.
@@ -248,6 +251,13 @@ static void watcher(bool module)
 	}
 	ret = getrandom(rnd, sizeof(rnd), 0);
 	t_read = mono_ns();
+	/*
+	 * The host waits for this line before it lets /init go on: a process
+	 * started earlier (its exec takes random bytes for ASLR and
+	 * AT_RANDOM) would move a clone's crng before the read, and the
+	 * control's clones would differ for that reason alone.
+	 */
+	printf("KRNG read\n");
 	if (ret != (int)sizeof(rnd)) {
 		snprintf(buf, sizeof(buf), "error getrandom: %s\n",
 			 strerror(errno));
