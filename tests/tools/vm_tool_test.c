@@ -4,7 +4,8 @@
  * (tests/vm/vmctl.py): what the file source cannot show.
  *
  * Usage (as root in the guest, the harness's convention):
- *	vm_tool_test KO abi		status, trigger, wait, watch --track
+ *	vm_tool_test KO abi		status (race-free too), trigger, wait,
+ *					watch --track
  *					and wait-watchers on one boot
  *	vm_tool_test KO before-save	starts a background "vmgenid watch"
  *	vm_tool_test KO after-restore	the restore ran its CMD, and
@@ -139,6 +140,41 @@ static const char *test_status(void)
 	return NULL;
 }
 
+/*
+ * Race-free or not, as the module says: the GUID page "offered" means the
+ * library uses it; otherwise the tool quotes the module's reason. The mode
+ * is the module's own.
+ */
+static const char *test_status_race_free(void)
+{
+	char out[2048], want[512], mode[64], page[256];
+	int rc = TOOL_RUN(out, "status", "--json");
+
+	CHECK(rc == 0, "status --json exited %d", rc);
+	CHECK(sysfs_attr_str("mode", mode, sizeof(mode)) &&
+	      sysfs_attr_str("guid_page", page, sizeof(page)),
+	      "the module has no mode or guid_page attribute");
+	snprintf(want, sizeof(want), "\"module_mode\": \"%s\"", mode);
+	CHECK(strstr(out, want), "module_mode, sysfs %s: %.500s", mode, out);
+	snprintf(want, sizeof(want), "\"guid_page\": \"%s\"", page);
+	CHECK(strstr(out, want), "guid_page, sysfs %s: %.500s", page, out);
+	if (strcmp(page, "offered") == 0) {
+		CHECK(strstr(out, "\"race_free\": true") &&
+		      strstr(out, "\"race_free_reason\": null"),
+		      "GUID page offered, not race-free: %.500s", out);
+	} else {
+		snprintf(want, sizeof(want), "\"race_free_reason\": "
+			 "\"module does not offer the GUID page: %s\"", page);
+		CHECK(strstr(out, "\"race_free\": false") && strstr(out, want),
+		      "GUID page %s: %.500s", page, out);
+	}
+	rc = TOOL_RUN(out, "status");
+	CHECK(rc == 0 && strstr(out, "race-free:") &&
+	      strstr(out, "module mode:") && strstr(out, "guid page:"),
+	      "text: %.500s", out);
+	return NULL;
+}
+
 static const char *test_trigger(void)
 {
 	char out[64];
@@ -210,6 +246,7 @@ static const char *test_watch_track(void)
 static int phase_abi(void)
 {
 	tap_run("status --json matches sysfs", test_status);
+	tap_run("status: race-free as the module says", test_status_race_free);
 	tap_run("trigger and --min", test_trigger);
 	tap_run("wait --since, --timeout", test_wait);
 	tap_run("watch --track holds wait-watchers", test_watch_track);
