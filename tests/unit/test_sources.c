@@ -119,7 +119,7 @@ static void vmclock_missing(void **state)
 			 -ENOENT);
 	assert_string_equal(vmgen_source_rejected(VMGEN_SOURCE_VMCLOCK),
 			    "missing");
-	/* A failed explicit init leaves the library uninitialised. */
+	/* A failed explicit init fails closed until an init succeeds. */
 	assert_int_equal(vmgen_init("none", 0), 0);
 }
 
