@@ -196,14 +196,18 @@ def analyse_clone(c, gen0, sgid0):
 	if res and fig['new']:
 		fig['resume_to_first_new_ms'] = ns_to_ms(
 			int(fig['new'][0]['mono']) - int(res['prev']))
-	# The library's own part: from the first vmgen_txn_begin() after the
-	# resume (which, race-free, asks the module to handle the change) to
-	# the end of the callbacks.
-	first = [t for t in rounds if t['res'] == '1' and 'bmono' in t]
-	if first and cbs:
+	# The library's own part: from its first call after the resume that
+	# looks past the fast path to the end of the callbacks. That call is
+	# the first vmgen_txn_begin() begun after the resume or, if a round
+	# straddled the resume, the app's vmgen_generation() right after that
+	# round's failed commit (its "mono" is taken just before).
+	calls = [int(t['bmono']) for t in rounds
+		 if t['res'] == '1' and 'bmono' in t][:1]
+	calls += [int(t['mono']) for t in fig['aborts']
+		  if t['cres'] == '1'][:1]
+	if calls and cbs:
 		fig['begin_to_cb_ms'] = ns_to_ms(
-			max(int(cb['end']) for cb in cbs) -
-			int(first[0]['bmono']))
+			max(int(cb['end']) for cb in cbs) - min(calls))
 	return fig
 
 
@@ -577,7 +581,7 @@ def report(mode, origin, clones, figs, cross):
 	      % (mode, len(clones), start.get('race_free', '?')))
 	print('  %-8s %8s %8s %5s %11s %11s %13s' %
 	      ('clone', 'old-gen', 'aborted', 'late', 'callbacks',
-	       'user space', 'first begin'))
+	       'user space', 'first call'))
 	print('  %-8s %8s %8s %5s %11s %11s %13s' %
 	      ('', 'commits', '', '', 'done', 'ran again', '-> callbacks'))
 	for c, f in zip(clones, figs):
@@ -589,9 +593,9 @@ def report(mode, origin, clones, figs, cross):
 	      'generation (the race')
 	print('  window); late: committed before the save, printed after it;'
 	      ' user space ran again:')
-	print('  the resume thread\'s first read after it; first begin: the '
-	      'first vmgen_txn_begin()')
-	print('  after the resume.')
+	print('  the resume thread\'s first read after it; first call: the '
+	      'first library call')
+	print('  after the resume that leaves the fast path.')
 	n = len(clones)
 	print('Repeated tokens across the %d pairs of %d clones (pairs, '
 	      'distinct tokens):' % (n * (n - 1) // 2, n))
