@@ -724,9 +724,9 @@ def main(argv=None):
 			     'counter-only (guid_page=0, the control)')
 	ap.add_argument('--clones', type=int, default=2,
 			help='clones restored from the one saved state')
-	# On 2 cores under TCG one at a time is the quickest (8 clones:
-	# ~29 s, against ~34 s four at a time and ~60 s all at once) and
-	# stretches the guest's resume path the least; see README.md.
+	# On 2 cores under TCG, one at a time stretches the guests' resume
+	# path the least, and no batch size was reliably quicker (8 clones:
+	# 23-29 s; all at once 47 s); see README.md.
 	ap.add_argument('--batch', type=int, default=1,
 			help='clones restored at the same time (default 1; '
 			     '0: all); each batch runs to its end before the '
