@@ -856,15 +856,25 @@ def run_clones(origin, state, names, args, vms):
 						   300)
 			else:
 				for c in clones:
-					c.wait_for(r'^CLONE done ', 300)
-					if args.provider:
-						collect_openssl_progs(c)
-					c.send('exit')
-				# /init reports kernel warnings, then ends
-				for c in clones:
-					c.wait_for('^' + vmctl.END_MARKER, 60)
+					finish_clone(c, args)
 		for c in clones:
 			c.kill()
+
+
+def finish_clone(c, args):
+	"""Wait for the app to end (done, or exit on an error), collect the
+	OpenSSL programs' tokens, let /init report kernel warnings. A clone
+	that hangs is left to the checks, which then say what is missing."""
+	try:
+		# the app is the shell loop's command number shell_n
+		c.wait_for(r'^(CLONE done |vmctl: done %d rc=)' % c.shell_n,
+			   120)
+		if args.provider:
+			collect_openssl_progs(c)
+		c.send('exit')
+		c.wait_for('^' + vmctl.END_MARKER, 60)
+	except vmctl.HarnessError as e:
+		vmctl.log('%s: %s' % (c.name, str(e).splitlines()[0]))
 
 
 def run(args):
