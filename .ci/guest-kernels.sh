@@ -27,11 +27,12 @@ lines=()
 start=$SECONDS
 
 # "N passed, M failed" of the suite-guest tests in a meson JSON log; the
-# failing names follow. No guest test at all is a failure too.
+# failing names follow. A test of the suite missing from the log fails.
 count() {
-	python3 - "$1" <<'EOF'
+	python3 - "$1" "$expected" <<'EOF'
 import json, sys
 path = sys.argv[1]
+missing = set(sys.argv[2].split())
 passed, bad = 0, []
 try:
 	with open(path) as log:
@@ -42,12 +43,14 @@ try:
 			name = t['name'].split(' / ')[-1]
 			if 'guest' not in suites:
 				continue
+			missing.discard(name)
 			if t['result'] in ('OK', 'EXPECTEDFAIL'):
 				passed += 1
 			else:
 				bad.append('%s: %s' % (name, t['result']))
 except OSError as e:
 	bad.append('no log: %s' % e)
+bad += ['%s: not run' % name for name in sorted(missing)]
 if passed == 0 and not bad:
 	bad.append('no guest test ran')
 print('%d passed, %d failed' % (passed, len(bad)))
@@ -60,6 +63,14 @@ abi_of() {
 	python3 tests/vm/vmctl.py --cache "$cache" --kernel "$1" fetch 2>/dev/null |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["abi"])'
 }
+
+# the suite's test names, e.g. "libvmgenid:vm+guest / vm-kernel-rng"
+expected=$(meson test -C "$build" --list --suite guest 2>/dev/null |
+	sed -n 's|^.* / ||p' | tr '\n' ' ')
+if [ -z "$expected" ]; then
+	echo "no tests in suite guest in $build" >&2
+	exit 1
+fi
 
 if [ -f "$logs/testlog.json" ]; then
 	abi=$(abi_of generic) || abi=unknown
