@@ -874,7 +874,7 @@ def finish_clone(c, args):
 		c.send('exit')
 		c.wait_for('^' + vmctl.END_MARKER, 60)
 	except vmctl.HarnessError as e:
-		vmctl.log('%s: %s' % (c.name, str(e).splitlines()[0]))
+		vmctl.log(str(e).splitlines()[0])
 
 
 def run(args):
