@@ -197,4 +197,4 @@ module_exit(sysgenid_exit);
 
 MODULE_DESCRIPTION("SysGenID: VM generation counter for user space");
 MODULE_LICENSE("GPL");
-MODULE_VERSION("0.1.0");
+MODULE_VERSION("0.2.0");

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define VMGENID_VERSION_MAJOR 0
-#define VMGENID_VERSION_MINOR 1
+#define VMGENID_VERSION_MINOR 2
 #define VMGENID_VERSION_PATCH 0
 
 #ifndef VMGEN_PUBLIC
