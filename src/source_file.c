@@ -46,6 +46,9 @@ static int file_trigger(uint32_t min_generation)
 	next = cur + 1;
 	if (min_generation > next)
 		next = min_generation;
+	/* Only u32 wrap-around lands on the current value; never stay. */
+	if (next == cur)
+		next++;
 	fd = open(vmgen_g.path, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
