@@ -68,7 +68,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/rtc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -89,8 +88,7 @@
 #include <vmgenid.h>
 
 #include "chacha_rng.h"
-
-#define RESUME_JUMP_NS 1500000000LL	/* see the comment at the top */
+#include "../resume_rtc.h"
 
 static struct chacha_rng lib_rng;	/* reseeded by the library */
 static struct chacha_rng ctl_rng;	/* the control: never reseeded */
@@ -242,24 +240,9 @@ static int reseed_openssl(const struct vmgen_event *ev, void *arg)
 	return 0;
 }
 
-/* RTC time minus CLOCK_MONOTONIC, in ns; INT64_MIN when unreadable. */
 static int64_t rtc_offset_ns(void)
 {
-	struct rtc_time rt;
-	struct tm tm;
-	int64_t mono;
-
-	if (rtc_fd < 0 || ioctl(rtc_fd, RTC_RD_TIME, &rt) < 0)
-		return INT64_MIN;
-	mono = clock_ns(CLOCK_MONOTONIC);
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_sec = rt.tm_sec;
-	tm.tm_min = rt.tm_min;
-	tm.tm_hour = rt.tm_hour;
-	tm.tm_mday = rt.tm_mday;
-	tm.tm_mon = rt.tm_mon;
-	tm.tm_year = rt.tm_year;
-	return (int64_t)timegm(&tm) * 1000000000LL - mono;
+	return resume_rtc_offset_ns(rtc_fd);
 }
 
 /* True once the RTC has jumped ahead of the guest clock (sticky). */
@@ -270,7 +253,7 @@ static bool resumed_now(void)
 	if (atomic_load(&resume_seen))
 		return true;
 	off = rtc_offset_ns();
-	return off != INT64_MIN && off - rtc_base_ns > RESUME_JUMP_NS;
+	return resume_rtc_jumped(off, rtc_base_ns);
 }
 
 static void *resume_watch(void *arg)
@@ -282,7 +265,7 @@ static void *resume_watch(void *arg)
 		int64_t off = rtc_offset_ns();
 		int64_t now = clock_ns(CLOCK_MONOTONIC);
 
-		if (off != INT64_MIN && off - rtc_base_ns > RESUME_JUMP_NS) {
+		if (resume_rtc_jumped(off, rtc_base_ns)) {
 			emit("resume mono=%" PRId64 " boot=%" PRId64
 			     " prev=%" PRId64 " jump=%.1f", now,
 			     clock_ns(CLOCK_BOOTTIME), prev,
@@ -295,31 +278,10 @@ static void *resume_watch(void *arg)
 	}
 }
 
-/*
- * The RTC ticks in whole seconds; take the largest offset seen over just
- * over a second of reads, so the baseline sits at the top of the
- * quantisation band and later readings stay within 1 s below it.
- */
 static int rtc_setup(void)
 {
-	int64_t end, off;
-
-	rtc_fd = open("/dev/rtc0", O_RDONLY | O_CLOEXEC);
-	if (rtc_fd < 0)
-		return -errno;
-	rtc_base_ns = INT64_MIN;
-	end = clock_ns(CLOCK_MONOTONIC) + 1100000000LL;
-	while (clock_ns(CLOCK_MONOTONIC) < end) {
-		struct timespec ms = { 0, 5000000 };
-
-		off = rtc_offset_ns();
-		if (off == INT64_MIN)
-			return -EIO;
-		if (off > rtc_base_ns)
-			rtc_base_ns = off;
-		nanosleep(&ms, NULL);
-	}
-	return 0;
+	rtc_fd = resume_rtc_open(&rtc_base_ns);
+	return rtc_fd < 0 ? rtc_fd : 0;
 }
 
 static int selftest(void)

@@ -35,7 +35,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/random.h>
-#include <linux/rtc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,10 +50,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../resume_rtc.h"
+
 #define RESULT_FILE	"/tmp/kernel_rng.result"
 #define READY_FILE	"/tmp/kernel_rng.ready"
 #define RNG_BYTES	32
-#define RESUME_JUMP_NS	1500000000LL	/* the host stops the VM for > 3 s */
 #define SYNC_LINE	"kernel_rng_probe: clock sync"
 
 static int tests, failed;
@@ -101,47 +101,10 @@ static _Atomic int64_t restore_at;	/* last read before the jump; 0: none */
 static _Atomic int64_t restore_seen;	/* when the jump was noticed */
 static _Atomic int64_t restore_jump;
 
-static int64_t rtc_offset(void)
-{
-	struct rtc_time rt;
-	struct tm tm;
-	int64_t mono;
-
-	if (ioctl(rtc_fd, RTC_RD_TIME, &rt) < 0)
-		return INT64_MIN;
-	mono = mono_ns();
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_sec = rt.tm_sec;
-	tm.tm_min = rt.tm_min;
-	tm.tm_hour = rt.tm_hour;
-	tm.tm_mday = rt.tm_mday;
-	tm.tm_mon = rt.tm_mon;
-	tm.tm_year = rt.tm_year;
-	return (int64_t)timegm(&tm) * 1000000000LL - mono;
-}
-
-/*
- * The RTC ticks in whole seconds: the baseline is the largest offset over
- * just over a second, so later readings stay within 1 s below it.
- */
 static int rtc_setup(void)
 {
-	int64_t end = mono_ns() + 1100000000LL;
-
-	rtc_fd = open("/dev/rtc0", O_RDONLY | O_CLOEXEC);
-	if (rtc_fd < 0)
-		return -errno;
-	rtc_base = INT64_MIN;
-	while (mono_ns() < end) {
-		int64_t off = rtc_offset();
-
-		if (off == INT64_MIN)
-			return -EIO;
-		if (off > rtc_base)
-			rtc_base = off;
-		sleep_ms(5);
-	}
-	return 0;
+	rtc_fd = resume_rtc_open(&rtc_base);
+	return rtc_fd < 0 ? rtc_fd : 0;
 }
 
 /* Poll the RTC every millisecond until it jumps; record when. */
@@ -150,10 +113,10 @@ static void wait_restore(void)
 	int64_t prev = mono_ns();
 
 	for (;;) {
-		int64_t off = rtc_offset();
+		int64_t off = resume_rtc_offset_ns(rtc_fd);
 		int64_t now = mono_ns();
 
-		if (off != INT64_MIN && off - rtc_base > RESUME_JUMP_NS) {
+		if (resume_rtc_jumped(off, rtc_base)) {
 			atomic_store(&restore_jump, off - rtc_base);
 			atomic_store(&restore_seen, now);
 			atomic_store(&restore_at, prev);
