@@ -144,10 +144,16 @@ static const char *bound_driver(const char *dev)
 /* The vmgenid device is bound to the kernel's driver named vmgenid. */
 static int bound_to_vmgenid(void)
 {
-	if (!strcmp(bound_driver(VMGENID_ACPI), "vmgenid"))
-		return 1;	/* ACPI driver (through 6.9) */
-	return !strcmp(bound_driver(VMGENID_ACPI "/physical_node"),
-		       "vmgenid");	/* platform driver (6.10 on) */
+	if (!strcmp(bound_driver(VMGENID_ACPI), "vmgenid")) {
+		printf("# vmgenid binds the ACPI device (ACPI driver)\n");
+		return 1;
+	}
+	if (!strcmp(bound_driver(VMGENID_ACPI "/physical_node"),
+		    "vmgenid")) {
+		printf("# vmgenid binds its platform device (platform driver)\n");
+		return 1;
+	}
+	return 0;
 }
 
 static int unbound(void)
