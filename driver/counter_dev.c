@@ -26,9 +26,9 @@
 
 #include "internal.h"
 
-/* Per open file: the generation this fd last acknowledged. */
+/* Per open file: the last change this fd acknowledged. */
 struct sysgenid_file {
-	u32 acked_gen;
+	unsigned long acked_seq;
 	bool tracked;
 };
 
@@ -41,6 +41,13 @@ struct sysgenid_file {
  */
 static DEFINE_SPINLOCK(sysgenid_lock);
 static u32 sysgenid_gen;
+/*
+ * Changes so far. An fd acknowledges a change, not a value: triggers can
+ * bring the u32 counter back to a value an fd acknowledged long ago, and
+ * that fd must still count as behind (for read, poll and the watcher
+ * counts, which a bump resets to "every tracked fd is behind").
+ */
+static unsigned long sysgenid_seq;
 static unsigned int sysgenid_watchers;	/* fds with tracking on */
 static unsigned int sysgenid_outdated;	/* tracked fds behind the counter */
 static u32 *sysgenid_page;		/* what user space maps */
@@ -51,7 +58,7 @@ static bool sysgenid_fd_outdated(const struct sysgenid_file *f)
 {
 	/* Pairs with the smp_wmb() in sysgenid_bump(): see there. */
 	smp_rmb();
-	return READ_ONCE(f->acked_gen) != READ_ONCE(sysgenid_gen);
+	return READ_ONCE(f->acked_seq) != READ_ONCE(sysgenid_seq);
 }
 
 u32 sysgenid_bump(u32 min_gen)
@@ -64,6 +71,7 @@ u32 sysgenid_bump(u32 min_gen)
 	if (gen == sysgenid_gen)
 		gen++;
 	WRITE_ONCE(sysgenid_gen, gen);
+	WRITE_ONCE(sysgenid_seq, sysgenid_seq + 1);
 	/* Every tracked fd is behind now, whether or not it was before. */
 	WRITE_ONCE(sysgenid_outdated, sysgenid_watchers);
 	/*
@@ -99,12 +107,12 @@ static void sysgenid_set_tracking(struct sysgenid_file *f, bool on)
 	if (on && !f->tracked) {
 		f->tracked = true;
 		WRITE_ONCE(sysgenid_watchers, sysgenid_watchers + 1);
-		if (f->acked_gen != sysgenid_gen)
+		if (f->acked_seq != sysgenid_seq)
 			WRITE_ONCE(sysgenid_outdated, sysgenid_outdated + 1);
 	} else if (!on && f->tracked) {
 		f->tracked = false;
 		WRITE_ONCE(sysgenid_watchers, sysgenid_watchers - 1);
-		if (f->acked_gen != sysgenid_gen)
+		if (f->acked_seq != sysgenid_seq)
 			wake = sysgenid_put_outdated();
 	}
 	spin_unlock(&sysgenid_lock);
@@ -120,7 +128,7 @@ static int sysgenid_open(struct inode *inode, struct file *file)
 	f = kzalloc(sizeof(*f), GFP_KERNEL);
 	if (!f)
 		return -ENOMEM;
-	f->acked_gen = READ_ONCE(sysgenid_gen);
+	f->acked_seq = READ_ONCE(sysgenid_seq);
 	file->private_data = f;
 	return 0;
 }
@@ -179,8 +187,8 @@ static ssize_t sysgenid_write(struct file *file, const char __user *buf,
 		spin_unlock(&sysgenid_lock);
 		return -EINVAL;
 	}
-	if (f->acked_gen != gen) {
-		WRITE_ONCE(f->acked_gen, gen);
+	if (f->acked_seq != sysgenid_seq) {
+		WRITE_ONCE(f->acked_seq, sysgenid_seq);
 		if (f->tracked)
 			wake = sysgenid_put_outdated();
 	}
