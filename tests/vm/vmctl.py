@@ -1428,10 +1428,17 @@ def main(argv=None):
 	except HarnessError as e:
 		ap.error(str(e))
 	args.workdir = os.path.abspath(args.workdir)
+	return run_guarded(args.fn, args)
+
+
+def run_guarded(fn, *args):
+	"""Run a harness entry point the way every test wants it: a Skip
+	exits 77, a HarnessError exits 1 with its message, and QEMU is killed
+	however the run ends (meson stops a test with SIGTERM)."""
 	signal.signal(signal.SIGTERM, _on_signal)
 	signal.signal(signal.SIGHUP, _on_signal)
 	try:
-		return args.fn(args)
+		return fn(*args)
 	except Skip as e:
 		print('SKIP: %s' % e, flush=True)
 		return SKIP

@@ -38,7 +38,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import sys
 import time
 
@@ -769,8 +768,6 @@ def main(argv=None):
 	ap.add_argument('-v', '--verbose', action='store_true',
 			help='print the serial logs')
 	args = ap.parse_args(argv)
-	# meson stops a test with SIGTERM: unwind so that QEMU gets killed
-	signal.signal(signal.SIGTERM, vmctl._on_signal)
 	if args.logs:
 		return analyse_saved(args.logs, args)
 	if not args.app:
@@ -781,16 +778,7 @@ def main(argv=None):
 	   bool(args.provider) != bool(args.provider_check):
 		ap.error('--openssl-prog, --provider and --provider-check go '
 			 'together')
-	try:
-		return run(args)
-	except vmctl.Skip as e:
-		print('SKIP: %s' % e, flush=True)
-		return vmctl.SKIP
-	except vmctl.HarnessError as e:
-		vmctl.log('ERROR: %s' % e)
-		return 1
-	finally:
-		vmctl._kill_all()
+	return vmctl.run_guarded(run, args)
 
 
 def provider_files(args, work):
@@ -965,7 +953,6 @@ def run(args):
 			with open(os.path.join(work, 'run.json'), 'w') as f:
 				json.dump(runinfo, f)
 		ok = analyse(logs, args, work, prestop)
-		vmctl.log('timings: ' + vmctl.timings())
 		vmctl.log('total %.1f s' % (time.monotonic() - t_start))
 	finally:
 		if not ok or args.verbose:

@@ -25,7 +25,6 @@ import argparse
 import itertools
 import os
 import re
-import signal
 import sys
 import time
 
@@ -265,20 +264,12 @@ def main(argv=None):
 	args.driver = os.path.abspath(args.driver)
 	args.cache = os.path.abspath(args.cache)
 	args.workdir = os.path.abspath(args.workdir)
-	signal.signal(signal.SIGTERM, vmctl._on_signal)
-	signal.signal(signal.SIGHUP, vmctl._on_signal)
-	try:
-		args.kernel = vmctl.kernel_name(args.kernel)
-		return run(args)
-	except vmctl.Skip as e:
-		print('SKIP: %s' % e, flush=True)
-		return vmctl.SKIP
-	except vmctl.HarnessError as e:
-		vmctl.log('ERROR: %s' % e)
-		return 1
-	finally:
-		vmctl._kill_all()
-		vmctl.log('timings: ' + vmctl.timings())
+	return vmctl.run_guarded(run_with_kernel, args)
+
+
+def run_with_kernel(args):
+	args.kernel = vmctl.kernel_name(args.kernel)
+	return run(args)
 
 
 if __name__ == '__main__':
