@@ -109,6 +109,7 @@ def one_run(kernel, kos, accel, args, mode):
 	figures = []
 	result = None
 	state = os.path.join(work, 'state.bin')
+	finished = False
 	try:
 		with vmctl.phase('%s: boot and before-save' % mode):
 			origin.start()
@@ -149,8 +150,10 @@ def one_run(kernel, kos, accel, args, mode):
 			figures.append(fig)
 		result = check(kernel, mode, figures, args.clones)
 		ok &= result[0]
+		finished = True
 	finally:
-		if not ok or args.verbose:
+		# a harness error (a clone that never ends) needs the logs most
+		if not ok or not finished or args.verbose:
 			for v in vms:
 				vmctl.dump_log(v)
 		for v in vms:
@@ -269,6 +272,8 @@ def main(argv=None):
 
 def run_with_kernel(args):
 	args.kernel = vmctl.kernel_name(args.kernel)
+	# one work directory per kernel: CI runs the test on each in turn
+	args.workdir = os.path.join(args.workdir, args.kernel)
 	return run(args)
 
 
