@@ -140,6 +140,20 @@ static void fail(const char *fmt, ...)
 }
 
 /* Every registered callback ran exactly once since *before. */
+/* One step: the old transaction fails, the new one is one later and commits. */
+static void check_step(const struct vmgen_txn *old, const struct vmgen_txn *t,
+		       const char *what)
+{
+	if (vmgen_txn_commit(old))
+		fail("a transaction of generation %llu committed across a "
+		     "%s (now %llu)", (unsigned long long)old->generation,
+		     what, (unsigned long long)t->generation);
+	if (t->generation != old->generation + 1 || !vmgen_txn_commit(t))
+		fail("after a %s: generation %llu, expected %llu, or it did "
+		     "not commit", what, (unsigned long long)t->generation,
+		     (unsigned long long)old->generation + 1);
+}
+
 static void check_calls(int n, uint64_t before[], const char *what)
 {
 	for (int k = 0; k < n; k++) {
@@ -242,14 +256,7 @@ static void round_once(int n, int i)
 		fail("the module handled %llu GUID changes for one",
 		     (unsigned long long)(__atomic_load_n(&mod.reseeds,
 		     __ATOMIC_RELAXED) - reseeds));
-	if (vmgen_txn_commit(&old))
-		fail("a transaction of generation %llu committed across a "
-		     "GUID change (now %llu)", (unsigned long long)old.generation,
-		     (unsigned long long)t.generation);
-	if (t.generation != old.generation + 1 || !vmgen_txn_commit(&t))
-		fail("after a GUID change: generation %llu, expected %llu, "
-		     "or it did not commit", (unsigned long long)t.generation,
-		     (unsigned long long)old.generation + 1);
+	check_step(&old, &t, "GUID change");
 
 	/* The same step without a GUID change: the counter alone. */
 	old = t;
@@ -261,14 +268,7 @@ static void round_once(int n, int i)
 	if (ret < 0)
 		bench_die("vmgen_txn_begin after a counter step", ret);
 	check_calls(n, calls, "counter step");
-	if (vmgen_txn_commit(&old))
-		fail("a transaction of generation %llu committed across a "
-		     "counter step (now %llu)", (unsigned long long)old.generation,
-		     (unsigned long long)t.generation);
-	if (t.generation != old.generation + 1 || !vmgen_txn_commit(&t))
-		fail("after a counter step: generation %llu, expected %llu, "
-		     "or it did not commit", (unsigned long long)t.generation,
-		     (unsigned long long)old.generation + 1);
+	check_step(&old, &t, "counter step");
 
 	if (i >= 0)
 		for (int s = 0; s < S_COUNT; s++)
