@@ -8,9 +8,9 @@
 # sysgenid-dkms against the headers of each Debian 12 kernel (generic 6.1,
 # cloud 6.1, 6.12; fetched by tests/vm/vmctl.py), then purges the packages
 # and checks that nothing they made is left.
-# Environment: VMCTL_CACHE (kernel download cache, default
-# build-deb/vm-cache), KEEP_WORK=1 keeps the work directory, REF (the
-# commit to build, default HEAD).
+# Environment: VMCTL_CACHE (kernel download cache, default as in
+# tests/vm/vmctl.py: /var/cache/libvmgenid as root), KEEP_WORK=1 keeps the
+# work directory, REF (the commit to build, default HEAD).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -27,7 +27,6 @@ command -v git >/dev/null || fail "git not found"
 # One commit for the whole run, though the branch may move meanwhile.
 ref=$(git rev-parse --verify "${REF:-HEAD}^{commit}") || fail "no commit ${REF:-HEAD}"
 work=$(mktemp -d /tmp/debian-install.XXXXXX)
-cache=${VMCTL_CACHE:-$top/build-deb/vm-cache}
 installed=""	# our packages while they are installed
 
 cleanup() {
@@ -181,7 +180,7 @@ step "dkms build against each Debian 12 kernel's headers"
 ver=$(dpkg-query -W -f='${Version}' sysgenid-dkms)
 ver=${ver%%-*}
 for k in generic cloud 6.12; do
-	kdir=$(python3 "$top/tests/vm/vmctl.py" --cache "$cache" --kernel "$k" \
+	kdir=$(python3 "$top/tests/vm/vmctl.py" --kernel "$k" \
 		fetch --print-headers | tail -n 1) ||
 		fail "vmctl.py fetch --kernel $k"
 	abi=${kdir##*/linux-headers-}

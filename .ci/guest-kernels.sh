@@ -20,7 +20,6 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 kernels=${GUEST_KERNELS:-cloud 6.12}
 fuzz_seconds=${GUEST_FUZZ_SECONDS:-15}
-cache=$build/vm-cache
 logs=$build/meson-logs
 status=0
 lines=()
@@ -60,7 +59,7 @@ EOF
 }
 
 abi_of() {
-	python3 tests/vm/vmctl.py --cache "$cache" --kernel "$1" fetch 2>/dev/null |
+	python3 tests/vm/vmctl.py --kernel "$1" fetch 2>/dev/null |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["abi"])'
 }
 

@@ -70,7 +70,6 @@ status=0
 python3 tests/vm/clone/snapshot_clone.py --show \
 	--app "$app" $openssl \
 	--driver driver \
-	--cache "$build/vm-cache" \
 	--workdir "$build/demo" || status=$?
 
 case $status in
@@ -100,7 +99,6 @@ python3 tests/vm/clone/snapshot_clone.py --brief --mode counter-only \
 	--clones 4 --show --rows 4 \
 	--app "$app" \
 	--driver driver \
-	--cache "$build/vm-cache" \
 	--workdir "$build/demo-control" || status=$?
 case $status in
 0)

@@ -1348,13 +1348,24 @@ def check_channel(clones):
 	return ok
 
 
+def default_cache():
+	"""Where kernels, module builds and images are kept: outside any
+	clone, so that a fresh one (CI) reuses them; entries are keyed by the
+	digest of their inputs. $VMCTL_CACHE overrides."""
+	if os.environ.get('VMCTL_CACHE'):
+		return os.environ['VMCTL_CACHE']
+	if os.geteuid() == 0:
+		return '/var/cache/libvmgenid'
+	return os.path.join(os.environ.get('XDG_CACHE_HOME') or
+			    os.path.expanduser('~/.cache'), 'libvmgenid')
+
+
 def main(argv=None):
 	here = os.path.dirname(os.path.abspath(__file__))
 	ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-	ap.add_argument('--cache', default=os.environ.get(
-		'VMCTL_CACHE', os.path.join(os.getcwd(), 'vm-cache')),
-		help='download/unpack cache (default ./vm-cache, '
-		     'or $VMCTL_CACHE)')
+	ap.add_argument('--cache', default=default_cache(),
+		help='download/unpack cache (default $VMCTL_CACHE, else '
+		     '/var/cache/libvmgenid as root, else ~/.cache/libvmgenid)')
 	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
 							  'vm-work'),
 			help='logs, initramfs, saved state')

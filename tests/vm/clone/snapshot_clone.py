@@ -711,8 +711,7 @@ def main(argv=None):
 	ap.add_argument('--driver', default=os.path.join(HERE, '..', '..', '..',
 							 'driver'),
 			help='module source to build (default: driver/)')
-	ap.add_argument('--cache', default=os.environ.get(
-		'VMCTL_CACHE', os.path.join(os.getcwd(), 'vm-cache')))
+	ap.add_argument('--cache', default=vmctl.default_cache())
 	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
 							  'vm-clone'))
 	ap.add_argument('--kernel',

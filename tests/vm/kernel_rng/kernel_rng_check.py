@@ -248,8 +248,7 @@ def main(argv=None):
 			help='the static kernel_rng_probe')
 	ap.add_argument('--driver', default=os.path.join(HERE, '..', '..',
 							 '..', 'driver'))
-	ap.add_argument('--cache', default=os.environ.get(
-		'VMCTL_CACHE', os.path.join(os.getcwd(), 'vm-cache')))
+	ap.add_argument('--cache', default=vmctl.default_cache())
 	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
 							  'kernel-rng-work'))
 	ap.add_argument('--kernel', choices=list(vmctl.KERNELS),
