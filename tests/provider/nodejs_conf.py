@@ -8,14 +8,15 @@ bytes, non-zero exit) when the configured module is missing; without the
 .include it draws bytes with no provider (the control); with
 --openssl-shared-config it still works; and, where strace is installed,
 a generation step makes node's next draw reseed from the OS (a getrandom
-call), which the control does not.
+call), which the control does not, and with vmgenid-node-preload.js so do
+Math.random() and crypto.randomUUID().
 
 Node comes from $VMGENID_TEST_NODEJS, else a node on PATH that links
 libssl.so.3, else Debian's nodejs package, downloaded once with apt-get
 into the cache (keyed by its version) and run from there, with its
 /usr/share/nodejs overlaid in a private mount namespace. Exits 77, with
 the reason, where none of these can run.
-Usage: nodejs_conf.py CACHE INCLUDE_FILE"""
+Usage: nodejs_conf.py CACHE INCLUDE_FILE PRELOAD_JS"""
 import os
 import re
 import shutil
@@ -137,17 +138,23 @@ DRAW = MAPS + ("const c = require('crypto');"
                " /\\/vmgenid\\.so$/m.test(maps) ? 'provider' : 'none',"
                " c.randomUUID({disableEntropyCache: true}));")
 STEP = ("const c = require('crypto'), fs = require('fs');"
-        "c.randomBytes(16);"
+        "const draw = () => DRAW;"
+        "draw();"
         "const fd = fs.openSync(process.env.VMGENID_SOURCE.slice(5), 'r+');"
         "const b = Buffer.alloc(4); fs.readSync(fd, b, 0, 4, 0);"
         "b.writeUInt32LE(b.readUInt32LE(0) + 1);"
         "process.stderr.write('STEP\\n');"
         "fs.writeSync(fd, b, 0, 4, 0);"
-        "console.log(c.randomBytes(16).toString('hex'));")
+        "console.log(draw());")
+
+
+def step_script(draw):
+    return STEP.replace("DRAW", draw)
 
 
 def main():
     cache, include = sys.argv[1], sys.argv[2]
+    preload = os.path.abspath(sys.argv[3])
     node, ld_path = find_node(cache)
     dirs = run(["openssl", "version", "-d"]).stdout if \
         shutil.which("openssl") else ""
@@ -226,20 +233,45 @@ def main():
             print("SKIP (the rest): no strace, the reseed on a step is "
                   "not observed here")
             return 0
-        counts = {}
-        for conf in ("setup", "control"):
-            r = node_run(conf, STEP, wrap=["strace", "-f", "-qq", "-e",
-                                           "trace=getrandom,write"])
+        def getrandoms_after_step(conf, draw, *flags):
+            r = node_run(conf, step_script(draw), *flags,
+                         wrap=["strace", "-f", "-qq", "-e",
+                               "trace=getrandom,write"])
             after = r.stderr.split("STEP", 1)
             if r.returncode != 0 or len(after) != 2:
-                fail(f"{conf} under strace: exit {r.returncode}, "
+                fail(f"{conf} {draw} under strace: exit {r.returncode}, "
                      f"{r.stderr[-500:]!r}")
-            counts[conf] = after[1].count("getrandom(")
+            return after[1].count("getrandom(")
+
+        bytes_ = "c.randomBytes(16).toString('hex')"
+        counts = {c: getrandoms_after_step(c, bytes_)
+                  for c in ("setup", "control")}
         if counts["setup"] < 1 or counts["control"] != 0:
             fail(f"getrandom calls after a step: {counts}")
         print(f"ok: after a generation step node reseeds from the OS "
               f"(getrandom calls: {counts['setup']} with the setup, "
               f"{counts['control']} in the control)")
+
+        # The preload: Math.random and randomUUID() draw through OpenSSL.
+        for draw in ("Math.random()", "c.randomUUID()"):
+            plain = getrandoms_after_step("setup", draw)
+            pre = getrandoms_after_step("setup", draw, "--require", preload)
+            if pre < 1 or plain != 0:
+                fail(f"{draw} after a step: {pre} getrandom calls with "
+                     f"the preload, {plain} without")
+            print(f"ok: with the preload {draw} reseeds after a step "
+                  f"({pre} getrandom calls; {plain} without it)")
+        r = node_run("setup", "const c = require('crypto');"
+                     "const v = Array.from({length: 1000}, Math.random);"
+                     "console.log(v.every(x => x >= 0 && x < 1),"
+                     " new Set(v).size, c.randomUUID(),"
+                     " c.randomUUID({disableEntropyCache: false}))",
+                     "--require", preload)
+        m = re.fullmatch(r"true 1000 ([0-9a-f-]{36}) ([0-9a-f-]{36})\n",
+                         r.stdout)
+        if r.returncode != 0 or not m:
+            fail(f"preload values: {r.stdout!r} {r.stderr[-300:]!r}")
+        print("ok: the preload's Math.random is in [0, 1), UUIDs well formed")
     return 0
 
 
