@@ -277,6 +277,9 @@ CLONE_CHILD = r"""
 import os, random, sys
 import vmgenid
 mode = sys.argv[1]
+if mode == "environment":   # as at start, from the .pth file
+    import site
+    site.addsitedir(os.path.dirname(vmgenid.__file__))
 random.setstate(eval(sys.stdin.readline()))
 if mode == "checked":
     vmgenid.reseed_random_on_restore()
@@ -299,9 +302,12 @@ class ProtectRandom(unittest.TestCase):
         state = repr(random.getstate())
         procs = []
         for mode in modes:
+            env = dict(os.environ)
+            if mode == "environment":
+                env["VMGENID_RESEED_RANDOM"] = "1"
             p = subprocess.Popen([sys.executable, "-c", CLONE_CHILD, mode],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
+                                 text=True, env=env)
             p.stdin.write(state + "\n")
             p.stdin.flush()
             self.assertEqual(p.stdout.readline(), "ready\n")
@@ -317,14 +323,30 @@ class ProtectRandom(unittest.TestCase):
         return outs
 
     def test_clones(self):
-        control1, control2, checked1, checked2, cb1, cb2 = self.clones(
-            ["control", "control", "checked", "checked", "callback",
-             "callback"])
+        control1, control2, checked1, checked2, cb1, cb2, env = \
+            self.clones(["control", "control", "checked", "checked",
+                         "callback", "callback", "environment"])
         self.assertEqual(control1, control2)        # the twin repeats
-        outs = [control1, checked1, checked2, cb1, cb2]
+        outs = [control1, checked1, checked2, cb1, cb2, env]
         self.assertEqual(len(set(outs)), len(outs), outs)
         for o in outs:
             self.assertEqual(len(o.split()), 6)
+
+    def test_environment_opt_in_fails_closed(self):
+        code = ("import os, site, vmgenid\n"
+                "site.addsitedir(os.path.dirname(vmgenid.__file__))\n"
+                "print('unprotected')\n")
+        env = dict(os.environ, VMGENID_RESEED_RANDOM="1",
+                   VMGENID_SOURCE="no-such-source:x")
+        out = subprocess.run([sys.executable, "-c", code], env=env,
+                             capture_output=True, text=True, timeout=DEADLINE)
+        self.assertEqual(out.returncode, 70, out)
+        self.assertEqual(out.stdout, "")
+        self.assertIn("VMGENID_RESEED_RANDOM=1: cannot protect", out.stderr)
+        env["VMGENID_RESEED_RANDOM"] = "0"
+        out = subprocess.run([sys.executable, "-c", code], env=env,
+                             capture_output=True, text=True, timeout=DEADLINE)
+        self.assertEqual(out.stdout, "unprotected\n", out)
 
     def test_instances_and_pickle(self):
         import pickle
