@@ -10,7 +10,7 @@ a VM snapshot restore, a VM clone or a fork, and reseed before it matters.
         if t.commit():                     # same generation: send it
             send(token)
 
-Reference: vmgenid-python(3), and vmgenid(7) for the library itself.
+Reference: README.md (/usr/share/doc/python3-vmgenid), and vmgenid(7).
 
 Why ctypes over libvmgenid.so.0, not a C extension: the library exports
 its inline begin/commit as real symbols for FFI users, so ctypes reaches
