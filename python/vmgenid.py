@@ -18,7 +18,7 @@ every function with no compiler at install time, one pure-Python file
 that works with every CPython 3 the distribution ships (no rebuild per
 Python version, no ABI tag), and the library's own fast path unchanged.
 What ctypes costs is its call overhead (a fraction of a microsecond per
-call, measured in the man page); the only per-draw path, the check in
+call, measured in README.md); the only per-draw path, the check in
 front of the `random` draws, uses a call that keeps the GIL and only
 loads memory. A C extension would shave that overhead and nothing else.
 

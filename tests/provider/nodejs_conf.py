@@ -14,8 +14,9 @@ Math.random() and crypto.randomUUID().
 Node comes from $VMGENID_TEST_NODEJS, else a node on PATH that links
 libssl.so.3, else Debian's nodejs package, downloaded once with apt-get
 into the cache (keyed by its version) and run from there, with its
-/usr/share/nodejs overlaid in a private mount namespace. Exits 77, with
-the reason, where none of these can run.
+/usr/share/nodejs overlaid in a private mount namespace (not with
+VMGENID_TEST_OFFLINE=1). Exits 77, with the reason, where none of these
+can run.
 Usage: nodejs_conf.py CACHE INCLUDE_FILE PRELOAD_JS"""
 import os
 import re
@@ -54,6 +55,9 @@ def links_libssl(path):
 def debian_nodejs(cache):
     """[argv prefix, LD_LIBRARY_PATH] for Debian's node, unpacked in the
     cache, or skip."""
+    if os.environ.get("VMGENID_TEST_OFFLINE") == "1":
+        skip("no node linked to libssl.so.3 here, and VMGENID_TEST_OFFLINE=1 "
+             "forbids fetching Debian's nodejs")
     for tool in ("apt-cache", "apt-get", "dpkg-deb", "unshare", "mount"):
         if not shutil.which(tool):
             skip(f"no {tool}: cannot fetch and run Debian's nodejs")
