@@ -335,8 +335,10 @@ def dispatch():
 
 
 def wait(since, timeout=None):
-    """Block until the generation moves past `since` (seconds, None: for
-    ever); returns the new generation, or `since` on timeout."""
+    """Block until the generation moves past `since` (timeout in seconds,
+    None: for ever); returns the new generation, or `since` on timeout.
+    The GIL is released meanwhile; a signal's Python handler runs only
+    once the call returns, so loop with a timeout where that matters."""
     ms = -1 if timeout is None else max(0, int(timeout * 1000))
     ret = _lib.vmgen_wait(since, ms)
     if ret == -errno.ETIMEDOUT:
@@ -429,6 +431,7 @@ def _checked_class(cls):
     sub = type(cls.__name__, (cls,), {
         "random": random, "getrandbits": getrandbits, "gauss": gauss,
         "__reduce__": __reduce__, "__module__": cls.__module__,
+        "__slots__": (),        # the same layout: __class__ can be set
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__})
     _checked_classes[cls] = sub

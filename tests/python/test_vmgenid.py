@@ -372,6 +372,18 @@ class ProtectRandom(unittest.TestCase):
         with self.assertRaises(TypeError):
             vmgenid.reseed_random_on_restore(object())
 
+    def test_slotted_subclass(self):
+        class Slotted(random.Random):
+            __slots__ = ("extra",)
+
+        def child():
+            mine, twin = Slotted(11), Slotted(11)
+            vmgenid.reseed_random_on_restore(mine)
+            self.assertIsInstance(mine, Slotted)
+            bump()
+            return b"%d" % (mine.random() != twin.random())
+        self.assertEqual(in_child(child), b"1")
+
     def test_callback_failure_fails_draw_closed(self):
         def child():
             vmgenid.reseed_random_on_restore()
