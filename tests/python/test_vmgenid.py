@@ -294,6 +294,43 @@ print(" ".join("%016x" % random.getrandbits(64) for _ in range(4)),
 """
 
 
+FORKED_TWINS = r"""
+import os, random, struct, sys
+import vmgenid
+gen_path = os.environ["VMGENID_SOURCE"][len("file:"):]
+random.seed(2026)
+if sys.argv[1] == "opt-in":
+    vmgenid.reseed_random_on_restore()
+state = random.getstate()
+children = []
+for _ in range(2):
+    to_child, from_parent = os.pipe()
+    from_child, to_parent = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # A clone has no fork reseed: undo CPython's (Lib/random.py).
+        random.setstate(state)
+        os.write(to_parent, b"r")
+        os.read(to_child, 1)
+        os.write(to_parent, b"%016x" % random.getrandbits(64))
+        os._exit(0)
+    children.append((pid, from_child, from_parent))
+for pid, rd, wr in children:
+    assert os.read(rd, 1) == b"r"
+with open(gen_path, "r+b") as f:         # the step: a restore, as seen
+    value = struct.unpack("=I", f.read(4))[0]
+    f.seek(0)
+    f.write(struct.pack("=I", value + 1))
+outs = []
+for pid, rd, wr in children:
+    os.write(wr, b"g")
+    outs.append(os.read(rd, 16))
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+print("same" if outs[0] == outs[1] else "differ", outs[0].decode(),
+      outs[1].decode())
+"""
+
+
 class ProtectRandom(unittest.TestCase):
     """A simulated clone: processes with the same `random` state (one
     parent's, as a restored VM's copies of a program have), then a step."""
@@ -315,11 +352,14 @@ class ProtectRandom(unittest.TestCase):
         bump()
         outs = []
         for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.close()
-            outs.append(p.stdout.read())
-            p.stdout.close()
-            self.assertEqual(p.wait(timeout=DEADLINE), 0)
+            try:
+                out, _ = p.communicate("go\n", timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                raise
+            outs.append(out)
+            self.assertEqual(p.returncode, 0)
         return outs
 
     def test_clones(self):
@@ -347,6 +387,16 @@ class ProtectRandom(unittest.TestCase):
         out = subprocess.run([sys.executable, "-c", code], env=env,
                              capture_output=True, text=True, timeout=DEADLINE)
         self.assertEqual(out.stdout, "unprotected\n", out)
+
+    def test_forked_twins(self):
+        # Two children forked from one parent, with its `random` state;
+        # then a step. The parent opted in or not.
+        for mode, want in (("control", "same"), ("opt-in", "differ")):
+            out = subprocess.run([sys.executable, "-c", FORKED_TWINS, mode],
+                                 capture_output=True, text=True,
+                                 timeout=DEADLINE)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout.split()[0], want, (mode, out.stdout))
 
     def test_instances_and_pickle(self):
         import pickle
