@@ -398,6 +398,44 @@ class ProtectRandom(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertEqual(out.stdout.split()[0], want, (mode, out.stdout))
 
+    def test_threads_draw_across_steps(self):
+        # Four threads draw while steps land and the watcher dispatches:
+        # no deadlock between the library's dispatch and the GIL, no
+        # error, every step reseeds.
+        def child():
+            import threading
+            vmgenid.reseed_random_on_restore()
+            steps = []
+            cb_id = vmgenid.register(steps.append)
+            vmgenid.watcher_start()
+            stop = threading.Event()
+            errors = []
+
+            def draw():
+                try:
+                    while not stop.is_set():
+                        random.random()
+                        random.randint(0, 9)
+                except BaseException as e:
+                    errors.append(e)
+            threads = [threading.Thread(target=draw) for _ in range(4)]
+            for t in threads:
+                t.start()
+            g0 = vmgenid.generation()
+            for _ in range(50):
+                bump()
+                vmgenid.wait(vmgenid.generation() - 1, timeout=DEADLINE)
+            stop.set()
+            for t in threads:
+                t.join(DEADLINE)
+            alive = sum(t.is_alive() for t in threads)
+            vmgenid.watcher_stop()
+            g1 = vmgenid.generation()
+            vmgenid.unregister(cb_id)
+            return b"%d %d %d %d" % (alive, len(errors), g1 - g0,
+                                     steps[-1].new_generation == g1)
+        self.assertEqual(in_child(child), b"0 0 50 1")
+
     def test_instances_and_pickle(self):
         import pickle
 
