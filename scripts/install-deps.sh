@@ -7,7 +7,7 @@ set -eu
 packages="
 	build-essential gcc gcc-12 clang meson ninja-build pkg-config
 	liburcu-dev libcmocka-dev libssl-dev
-	python3 busybox-static kmod
+	python3 python3-distutils busybox-static kmod
 	valgrind groff-base man-db
 	strace
 "
