@@ -32,7 +32,6 @@ thread waiting for that dispatch holds no GIL meanwhile.
 import atexit
 import collections
 import ctypes
-import ctypes.util
 import errno
 import os
 import random as _random
