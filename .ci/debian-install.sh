@@ -176,6 +176,23 @@ rc=0
 (cd / && OPENSSL_CONF=/usr/share/libvmgenid/vmgenid-openssl.cnf \
 	vmgenid-openssl-check) || fail "vmgenid-openssl-check with the provider"
 
+step "the Python binding with Debian's python3"
+# The module, the random opt-in through the environment (the .pth file),
+# and a fork seen from Python.
+(cd / && VMGENID_RESEED_RANDOM=1 /usr/bin/python3 -c '
+import os, random, vmgenid
+info = vmgenid.source_info()
+assert type(random._inst) is not random.Random, "opt-in not applied"
+t = vmgenid.transaction()
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if not t.commit() and vmgenid.generation() > t.generation else 1)
+assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "fork not seen"
+assert t.commit()
+print("python3: vmgenid from", vmgenid.__file__, "source", info.kind,
+      "generation", vmgenid.generation(), "random opt-in on, fork seen")
+') || fail "python3-vmgenid"
+
 step "dkms build against each Debian 12 kernel's headers"
 ver=$(dpkg-query -W -f='${Version}' sysgenid-dkms)
 ver=${ver%%-*}

@@ -7,8 +7,9 @@ set -eu
 packages="
 	build-essential gcc gcc-12 clang meson ninja-build pkg-config
 	liburcu-dev libcmocka-dev libssl-dev
-	python3 busybox-static kmod
+	python3 python3-distutils busybox-static kmod
 	valgrind groff-base man-db
+	strace
 "
 # QEMU without recommends: the recommends pull a whole GUI stack.
 qemu_packages="qemu-system-x86"
