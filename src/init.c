@@ -143,6 +143,7 @@ void vmgen_teardown_locked(void)
 	vmgen_g.poller = false;
 	vmgen_g.watcher_restart = false;
 	vmgen_g.watching = false;
+	vmgen_g.probe_restart = false;
 	vmgen_g.next_probe_ms = 0;
 	vmgen_g.probe_given_up = 0;
 	vmgen_marker_clear_locked();
@@ -274,7 +275,7 @@ int vmgen_enter(void)
 		vmgen_watcher_restart_if_needed();
 		vmgen_lock();
 	}
-	if (vmgen_g.watching && !vmgen_g.probe_running)
+	if (vmgen_g.probe_restart)
 		vmgen_probe_start_locked();	/* a fork child's own */
 	return 0;
 }

@@ -14,8 +14,9 @@
  * small thread looks for the device every VMGEN_REPROBE_MS; every other
  * entry (the slow path, the watcher, vmgen_fd(), vmgen_wait()) also looks,
  * at most every VMGEN_REPROBE_MS / 2 by a coarse clock (vDSO, no
- * syscall). The thread ends once the source is in use; a fork child
- * starts its own on its first slow-path entry, which a fork forces.
+ * syscall). The thread ends once the source is in use; the fork child of
+ * a probing parent starts its own on its first slow-path entry, which a
+ * fork forces (the fast path reads generation 0 in a child).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -289,6 +290,7 @@ void vmgen_probe_start_locked(void)
 	sigset_t all, old;
 	int stopfd, ret;
 
+	vmgen_g.probe_restart = false;
 	if (!vmgen_g.watching || vmgen_g.probe_running)
 		return;
 	stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -308,9 +310,10 @@ void vmgen_probe_start_locked(void)
 	vmgen_g.probe_running = true;
 }
 
-/* Fork child: the thread was not copied; vmgen_enter() starts another. */
+/* Fork child: the thread was not copied; vmgen_enter() starts one. */
 void vmgen_probe_forget_locked(void)
 {
+	vmgen_g.probe_restart = vmgen_g.watching;
 	if (vmgen_g.probe_stopfd >= 0)
 		close(vmgen_g.probe_stopfd);
 	vmgen_g.probe_stopfd = -1;
@@ -328,6 +331,7 @@ void vmgen_probe_stop(bool from_destructor)
 	int stopfd;
 
 	vmgen_lock();
+	vmgen_g.probe_restart = false;
 	if (!vmgen_g.probe_running || vmgen_g.pid != getpid() ||
 	    pthread_equal(vmgen_g.probe_thread, pthread_self()) ||
 	    (from_destructor && vmgen_g.dispatching)) {

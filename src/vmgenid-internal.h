@@ -169,6 +169,7 @@ struct vmgen_state {
 	int64_t next_probe_ms;		/* CLOCK_MONOTONIC_COARSE */
 	unsigned int probe_given_up;	/* 1 << kind: its open failed */
 	bool probe_running;		/* the probe thread, ours to stop */
+	bool probe_restart;		/* fork child of a probing parent */
 	pthread_t probe_thread;
 	int probe_stopfd;
 	void *marker;			/* "libvmgenid:SOURCE" in maps */
