@@ -183,6 +183,7 @@ static int switch_locked(int kind, const char *path, bool explicit_path)
 		(void)vmgen_none_ops.open(NULL, false);
 		value = vmgen_g.src_seen;
 	} else {
+		vmgen_g.rejected[kind] = NULL;	/* "missing" at init */
 		vmgen_g.watching = false;
 		vmgen_g.src_seen = value;
 		if (vmgen_g.target == vmgen_g.handled)

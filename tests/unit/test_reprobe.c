@@ -203,6 +203,28 @@ static void test_appears_after_init(void **state)
 	vmgen_unlock();
 }
 
+/* A stand-in for /dev/sysgenid: the sysgenid back-end, no stale reason. */
+static void test_sysgenid_appears(void **state)
+{
+	struct seen seen = { 0 };
+	(void)state;
+
+	vmgen__test_reprobe(sysfs_dev, VMGEN_SOURCE_SYSGENID, counter);
+	assert_int_equal(vmgen_init("auto", 0), 0);
+	/* auto found no /dev/sysgenid at init (none on a build machine) */
+	if (vmgen_source() != VMGEN_SOURCE_NONE)
+		skip();
+	assert_non_null(vmgen_source_rejected(VMGEN_SOURCE_SYSGENID));
+	assert_true(vmgen_callback_register(record, &seen, VMGEN_EVENT_VM) > 0);
+	make_counter(4);
+	assert_true(wait_for(generation_moved));
+	assert_int_equal(vmgen_source(), VMGEN_SOURCE_SYSGENID);
+	assert_int_equal(vmgen_generation(), 2);
+	assert_int_equal(seen.calls, 1);
+	assert_null(vmgen_source_rejected(VMGEN_SOURCE_SYSGENID));
+	assert_true(maps_has("libvmgenid:sysgenid"));
+}
+
 /* No VM device: plain none, never a probe, never a thread. */
 static void test_no_device(void **state)
 {
@@ -396,6 +418,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		TR(test_appears_after_init),
+		TR(test_sysgenid_appears),
 		TR(test_no_device),
 		TR(test_forced_none),
 		TR(test_unusable_candidate),
