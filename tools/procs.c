@@ -66,7 +66,7 @@ static int scan_one(int pid, struct proc_use *u)
 		line[strcspn(line, "\n")] = '\0';
 		classify(line + n, u);
 	}
-	/* A kernel thread's maps read empty; a process we may not read: EACCES */
+	/* a kernel thread's maps read empty; another user's: EACCES */
 	if (ferror(f)) {
 		n = -errno;
 		fclose(f);
@@ -75,7 +75,8 @@ static int scan_one(int pid, struct proc_use *u)
 	fclose(f);
 	if (!u->library && !u->initialised)
 		return 0;
-	if (!u->initialised && u->device)	/* a library without the marker */
+	/* a library older than the marker: the device tells */
+	if (!u->initialised && u->device)
 		snprintf(u->source, sizeof(u->source), "%s", u->device);
 	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
 	f = fopen(path, "re");

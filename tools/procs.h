@@ -9,7 +9,7 @@
 struct proc_use {
 	int pid;
 	char comm[32];
-	char source[32];	/* "sysgenid", "none-waiting", ...; "" unknown */
+	char source[32];	/* "sysgenid", "none-waiting"...; "": unknown */
 	bool library;		/* libvmgenid.so mapped */
 	bool initialised;	/* the library's source mapping seen */
 	const char *device;	/* the VM device mapped, or NULL */
@@ -19,7 +19,7 @@ struct proc_scan {
 	struct proc_use *v;
 	size_t n, cap;
 	unsigned int unreadable;	/* maps not readable (other users') */
-	unsigned int not_users;		/* --pid: gone, or no libvmgenid */
+	unsigned int not_users;		/* --pid: gone, or not a user */
 };
 
 /*

@@ -162,8 +162,8 @@ struct status {
 	char mode_buf[32];
 	char guid_page_buf[192];
 	struct proc_scan procs;		/* the processes using the library */
-	int procs_err;			/* 0, or why /proc could not be read */
-	unsigned int unprotected;	/* on none while this machine has a source */
+	int procs_err;			/* 0, or why /proc is unreadable */
+	unsigned int unprotected;	/* on none, the machine has a source */
 	bool scoped;			/* --pid */
 };
 

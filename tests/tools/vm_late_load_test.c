@@ -140,16 +140,41 @@ static pid_t start_watch(void)
 	return -1;
 }
 
-static pid_t watch_pid;
+/* tap_run() runs each test in a child: the watch's pid goes in a file. */
+static void save_watch_pid(pid_t pid)
+{
+	FILE *f = fopen(STATE "/watch.pid", "w");
+
+	if (f) {
+		fprintf(f, "%d\n", (int)pid);
+		fclose(f);
+	}
+}
+
+static pid_t load_watch_pid(void)
+{
+	FILE *f = fopen(STATE "/watch.pid", "r");
+	int pid = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = -1;
+		fclose(f);
+	}
+	return pid;
+}
 
 static const char *test_waits_before_insmod(void)
 {
 	char out[4096];
 
+	unlink(STATE "/watch.pid");
 	CHECK(!exists(dev_path), "%s exists: the module was loaded before "
 	      "the test (run vmctl.py with --no-insmod)", dev_path);
-	watch_pid = start_watch();
+	pid_t watch_pid = start_watch();
+
 	CHECK(watch_pid > 0, "watch did not arm: %s", watch_err);
+	save_watch_pid(watch_pid);
 	CHECK(strstr(watch_err, "the none source"), "not on none: %s",
 	      watch_err);
 	CHECK(status_of(out, sizeof(out), watch_pid) == 0, "status: %.900s",
@@ -165,9 +190,10 @@ static const char *test_switch_after_insmod(void)
 {
 	char out[4096], lines[8][64];
 	const char *insmod[] = { "/bin/busybox", "insmod", MODULE, NULL };
+	pid_t watch_pid = load_watch_pid();
 	int n;
 
-	CHECK(watch_pid > 0, "no watch");
+	CHECK(watch_pid > 0, "no watch from the test before");
 	CHECK(run(out, sizeof(out), insmod) == 0, "insmod %s: %.300s",
 	      MODULE, out);
 	CHECK(exists(dev_path), "no %s after insmod", dev_path);

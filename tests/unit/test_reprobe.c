@@ -16,7 +16,7 @@
 /* Generous: the machine is shared; no test asserts on time. */
 #define SWITCH_WAIT_MS 20000
 
-static char root[64];		/* fake sysfs, and where the counter goes */
+static char root[64];		/* fake sysfs, and the counter's place */
 static char sysfs_dev[128];	/* root/sys with a device, or without */
 static char sysfs_bare[128];
 static char counter[128];	/* does not exist at init */
