@@ -225,6 +225,55 @@ static void test_sysgenid_appears(void **state)
 	assert_true(maps_has("libvmgenid:sysgenid"));
 }
 
+/* 0.1's inline code (tests/unit/test_abi.c has the whole of it). */
+static uint64_t fast_generation_0_1(void)
+{
+	const struct vmgen__fastpath *fp;
+	const struct vmgen__local *local;
+	uint64_t gen, seen, now, again;
+
+	fp = __atomic_load_n(&vmgen__fastpath, __ATOMIC_ACQUIRE);
+	if (fp == NULL)
+		return 0;
+	local = fp->local;
+	gen = __atomic_load_n(&local->generation, __ATOMIC_ACQUIRE);
+	seen = __atomic_load_n(&local->source_seen, __ATOMIC_ACQUIRE);
+	now = __atomic_load_n((const uint32_t *)fp->counter, __ATOMIC_ACQUIRE);
+	again = __atomic_load_n(&local->generation, __ATOMIC_RELAXED);
+	if (gen != again || seen != now)
+		return 0;
+	return gen;
+}
+
+/*
+ * Binaries built against 0.1 read the VMGENID_1.0 struct with plain loads
+ * and no NULL check, and may be doing so while the switch releases none:
+ * releasing a source never leaves a NULL in it. (A race test cannot hit
+ * that window reliably: this checks the invariant itself.)
+ */
+static void test_old_binaries_across_switch(void **state)
+{
+	(void)state;
+
+	assert_int_equal(vmgen_init("auto", 0), 0);
+	assert_int_equal(fast_generation_0_1(), 1);
+	vmgen_lock();
+	vmgen_source_release();
+	assert_non_null(vmgen_g.fastpath.counter);
+	assert_non_null(vmgen_g.fastpath.local);
+	assert_int_equal(vmgen_g.fastpath.counter_kind, VMGEN__COUNTER_U32);
+	vmgen_unlock();
+	/* what an old binary reads meanwhile: a valid struct */
+	(void)fast_generation_0_1();
+	vmgen_lock();
+	assert_int_equal(vmgen_none_ops.open(NULL, false), 0);
+	vmgen_unlock();
+	make_counter(5);
+	assert_true(wait_for(on_file));
+	assert_int_equal(vmgen_generation(), 2);
+	assert_int_equal(fast_generation_0_1(), 2);
+}
+
 /* No VM device: plain none, never a probe, never a thread. */
 static void test_no_device(void **state)
 {
@@ -419,6 +468,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		TR(test_appears_after_init),
 		TR(test_sysgenid_appears),
+		TR(test_old_binaries_across_switch),
 		TR(test_no_device),
 		TR(test_forced_none),
 		TR(test_unusable_candidate),
