@@ -172,8 +172,7 @@ static int init_locked(const char *spec, unsigned int flags)
 	 */
 	if (!strcmp(spec, "auto") && vmgen_g.kind == VMGEN_SOURCE_NONE &&
 	    vmgen_vm_device_present()) {
-		vmgen_g.watching = true;
-		vmgen_g.notify = VMGEN_NOTIFY_REPROBE;
+		vmgen_watch_begin_locked();
 	}
 	if (flags & VMGEN_INIT_TRACKING) {
 		ret = vmgen_g.ops->set_tracking ?

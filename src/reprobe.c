@@ -11,10 +11,10 @@
  * every commit too, and a program that only begins and commits (the
  * OpenSSL provider) never reaches the slow path while its fast path holds.
  * So while watching the fast path stays as cheap as on plain none, and a
- * small thread looks for the device every VMGEN_REPROBE_MS; every other
- * entry (the slow path, the watcher, vmgen_fd(), vmgen_wait()) also looks,
- * at most every VMGEN_REPROBE_MS / 2 by a coarse clock (vDSO, no
- * syscall). The thread ends once the source is in use; the fork child of
+ * small thread looks for the device every VMGEN_REPROBE_MS (slower after
+ * a minute, see vmgenid-internal.h); every other entry (the slow path,
+ * the watcher, vmgen_fd(), vmgen_wait()) also looks, at most twice as
+ * often, by a coarse clock (vDSO, no syscall). The thread ends once the source is in use; the fork child of
  * a probing parent starts its own on its first slow-path entry, which a
  * fork forces (the fast path reads generation 0 in a child).
  */
@@ -30,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,6 +133,47 @@ bool vmgen_vm_device_present(void)
 	       platform_device_bound(root, "vmclock");
 }
 
+static int64_t coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void vmgen_watch_begin_locked(void)
+{
+	vmgen_g.watching = true;
+	vmgen_g.watch_since_ms = coarse_ms();
+	vmgen_g.notify = VMGEN_NOTIFY_REPROBE;
+}
+
+int vmgen_reprobe_interval_locked(void)
+{
+	int64_t waited = coarse_ms() - vmgen_g.watch_since_ms;
+
+	if (waited < 60 * 1000)
+		return VMGEN_REPROBE_MS;
+	if (waited < 600 * 1000)
+		return VMGEN_REPROBE_SLOW_MS;
+	return VMGEN_REPROBE_SLOWEST_MS;
+}
+
+/* Slow down the tick of vmgen_fd() with the probes (watcher.c made it). */
+static void retune_tick_locked(int interval)
+{
+	struct itimerspec its = {
+		.it_interval = { interval / 1000, interval % 1000 * 1000000L },
+		.it_value = { interval / 1000, interval % 1000 * 1000000L },
+	};
+
+	if (vmgen_g.notify != VMGEN_NOTIFY_REPROBE || vmgen_g.ifd < 0 ||
+	    vmgen_g.probe_tick_ms == interval)
+		return;
+	if (timerfd_settime(vmgen_g.ifd, 0, &its, NULL) == 0)
+		vmgen_g.probe_tick_ms = interval;
+}
+
 /*
  * Is there something at @path worth a real open? Only this touches
  * nothing of the state, so a node that is not ready costs no switch.
@@ -207,13 +249,6 @@ static int switch_locked(int kind, const char *path, bool explicit_path)
 	return ret;
 }
 
-static int64_t coarse_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void vmgen_reprobe_locked(void)
 {
@@ -229,7 +264,7 @@ void vmgen_reprobe_locked(void)
 	now = coarse_ms();
 	if (now < vmgen_g.next_probe_ms)
 		return;
-	vmgen_g.next_probe_ms = now + VMGEN_REPROBE_MS / 2;
+	vmgen_g.next_probe_ms = now + vmgen_reprobe_interval_locked() / 2;
 	vmgen_g.probes++;
 	if (vmgen_probe_kind >= 0) {
 		if (!(vmgen_g.probe_given_up & (1u << vmgen_probe_kind)) &&
@@ -257,20 +292,24 @@ void vmgen_reprobe_locked(void)
 		vmgen_g.watching = false;
 	if (!vmgen_g.watching)
 		vmgen_marker_set_locked();
+	else
+		retune_tick_locked(vmgen_reprobe_interval_locked());
 }
 
 static void *probe_main(void *arg)
 {
 	struct pollfd pfd = { .fd = (int)(intptr_t)arg, .events = POLLIN };
+	int timeout = VMGEN_REPROBE_MS;
 	bool done;
 
 	for (;;) {
-		if (poll(&pfd, 1, VMGEN_REPROBE_MS) > 0)
+		if (poll(&pfd, 1, timeout) > 0)
 			break;		/* vmgen_probe_stop() */
 		vmgen_lock();
 		if (vmgen_g.watching)
 			(void)vmgen_settle_locked();
 		done = !vmgen_g.watching;
+		timeout = vmgen_reprobe_interval_locked();
 		/* Ended on our own: nobody will join us. */
 		if (done && vmgen_g.probe_running) {
 			vmgen_g.probe_running = false;

@@ -49,8 +49,16 @@ enum vmgen_notify {
 	VMGEN_NOTIFY_REPROBE,	/* none, waiting for a source: a slow tick */
 };
 
-/* none, waiting for a source: how often to look for it (reprobe.c). */
+/*
+ * none, waiting for a source: how often to look for it (reprobe.c). The
+ * module loads during boot; a process that cannot see the device node
+ * (a service with PrivateDevices=yes) must not wake 10 times a second for
+ * ever: every 100 ms for the first minute, every second until the tenth,
+ * then every 10 s.
+ */
 #define VMGEN_REPROBE_MS		100
+#define VMGEN_REPROBE_SLOW_MS		1000
+#define VMGEN_REPROBE_SLOWEST_MS	10000
 
 /*
  * VMGENID_1.0's fast path, frozen: binaries built against 0.1 have inline
@@ -167,6 +175,8 @@ struct vmgen_state {
 	/* none under auto while a VM device exists: waiting for a source */
 	bool watching;
 	int64_t next_probe_ms;		/* CLOCK_MONOTONIC_COARSE */
+	int64_t watch_since_ms;		/* when waiting began, same clock */
+	int probe_tick_ms;		/* the REPROBE timerfd's interval */
 	unsigned int probe_given_up;	/* 1 << kind: its open failed */
 	bool probe_running;		/* the probe thread, ours to stop */
 	bool probe_restart;		/* fork child of a probing parent */
@@ -292,6 +302,8 @@ VMGEN_HIDDEN extern int vmgen_probe_kind;
 VMGEN_HIDDEN extern const char *vmgen_probe_path;
 VMGEN_HIDDEN bool vmgen_vm_device_present(void);
 VMGEN_HIDDEN void vmgen_reprobe_locked(void);
+VMGEN_HIDDEN int vmgen_reprobe_interval_locked(void);
+VMGEN_HIDDEN void vmgen_watch_begin_locked(void);
 VMGEN_HIDDEN void vmgen_probe_start_locked(void);
 VMGEN_HIDDEN void vmgen_probe_forget_locked(void);
 VMGEN_HIDDEN void vmgen_probe_stop(bool from_destructor);

@@ -33,8 +33,12 @@ static int open_notify_fd(void)
 
 	/* Waiting for a source: wake to look for it (reprobe.c). */
 	if (vmgen_g.notify == VMGEN_NOTIFY_REPROBE) {
-		its.it_interval.tv_nsec = VMGEN_REPROBE_MS * 1000000L;
-		its.it_value.tv_nsec = VMGEN_REPROBE_MS * 1000000L;
+		int ms = vmgen_reprobe_interval_locked();
+
+		its.it_interval.tv_sec = ms / 1000;
+		its.it_interval.tv_nsec = ms % 1000 * 1000000L;
+		its.it_value = its.it_interval;
+		vmgen_g.probe_tick_ms = ms;
 	}
 
 	switch (vmgen_g.notify) {

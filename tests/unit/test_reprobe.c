@@ -395,6 +395,38 @@ static void test_fd_notices(void **state)
 	assert_int_equal(vmgen_generation(), 3);
 }
 
+/* A process that never sees the node (PrivateDevices=yes) slows down. */
+static void test_backoff(void **state)
+{
+	static const struct { int64_t waited_ms; int interval; } steps[] = {
+		{ 0, VMGEN_REPROBE_MS },
+		{ 2 * 60 * 1000, VMGEN_REPROBE_SLOW_MS },
+		{ 11 * 60 * 1000, VMGEN_REPROBE_SLOWEST_MS },
+	};
+	size_t i;
+	(void)state;
+
+	assert_int_equal(vmgen_init("auto", 0), 0);
+	assert_true(vmgen_fd() >= 0);
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		vmgen_lock();
+		vmgen_g.watch_since_ms -= steps[i].waited_ms;
+		vmgen_g.next_probe_ms = 0;
+		vmgen_unlock();
+		assert_int_equal(vmgen_generation(), 1);
+		vmgen_lock();
+		assert_int_equal(vmgen_reprobe_interval_locked(),
+				 steps[i].interval);
+		assert_int_equal(vmgen_g.probe_tick_ms, steps[i].interval);
+		assert_true(vmgen_g.watching);
+		vmgen_unlock();
+	}
+	/* Slow as it is, it still switches. */
+	make_counter(3);
+	assert_true(wait_for(on_file));
+	assert_int_equal(vmgen_generation(), 2);
+}
+
 /* The watcher thread notices without the probe thread. */
 static void test_watcher_notices(void **state)
 {
@@ -475,6 +507,7 @@ int main(void)
 		TR(test_wait_notices),
 		TR(test_fd_notices),
 		TR(test_watcher_notices),
+		TR(test_backoff),
 		TR(test_fork_child),
 	};
 
