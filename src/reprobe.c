@@ -249,7 +249,6 @@ static int switch_locked(int kind, const char *path, bool explicit_path)
 	return ret;
 }
 
-
 void vmgen_reprobe_locked(void)
 {
 	static const int order[] = { VMGEN_SOURCE_VMCLOCK,
@@ -290,10 +289,16 @@ void vmgen_reprobe_locked(void)
 	if (vmgen_g.watching && vmgen_probe_kind >= 0 &&
 	    (vmgen_g.probe_given_up & (1u << vmgen_probe_kind)))
 		vmgen_g.watching = false;
-	if (!vmgen_g.watching)
-		vmgen_marker_set_locked();
-	else
+	if (vmgen_g.watching) {
 		retune_tick_locked(vmgen_reprobe_interval_locked());
+		return;
+	}
+	vmgen_marker_set_locked();
+	/* Given up: none for good, and vmgen_fd() stops ticking. */
+	if (vmgen_g.kind == VMGEN_SOURCE_NONE) {
+		vmgen_g.notify = VMGEN_NOTIFY_NONE;
+		(void)vmgen_notify_switch_locked();
+	}
 }
 
 static void *probe_main(void *arg)

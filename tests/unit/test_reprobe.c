@@ -326,6 +326,7 @@ static void test_unusable_candidate(void **state)
 	/* 4 bytes pass the first look; a VMClock page needs 112. */
 	vmgen__test_reprobe(sysfs_dev, VMGEN_SOURCE_VMCLOCK, counter);
 	assert_int_equal(vmgen_init("auto", 0), 0);
+	assert_true(vmgen_fd() >= 0);
 	assert_int_equal(vmgen_txn_begin(&txn), 0);
 	make_counter(7);
 	assert_int_equal(truncate(counter, 4), 0);
@@ -343,6 +344,12 @@ static void test_unusable_candidate(void **state)
 	assert_non_null(vmgen_source_rejected(VMGEN_SOURCE_VMCLOCK));
 	assert_true(maps_has("libvmgenid:none"));
 	assert_false(maps_has("libvmgenid:none-waiting"));
+	/* none for good: vmgen_fd() no longer ticks */
+	vmgen_lock();
+	assert_int_equal(vmgen_g.notify, VMGEN_NOTIFY_NONE);
+	assert_int_equal(vmgen_g.ifd, -1);
+	vmgen_unlock();
+	assert_int_equal(vmgen_wait(1, 3 * VMGEN_REPROBE_MS), -ETIMEDOUT);
 }
 
 /* vmgen_wait() wakes while waiting and returns the switch's step. */
