@@ -7,7 +7,9 @@
  * load the default configuration.
  *
  * It prints, for each DRBG, its algorithm and, for ours, the generation
- * it is seeded for and libvmgenid's source ("none": forks only).
+ * it is seeded for and the source libvmgenid uses in this process
+ * ("none": forks only; "none (waiting for a source)": the machine has a
+ * VM device whose source has not appeared yet, see vmgenid(7)).
  *
  * Exit 0: the primary, public and private DRBGs are VMGENID-DRBG and a
  * RAND_bytes() and a RAND_priv_bytes() succeeded. Exit 1: not wired (the
@@ -47,8 +49,11 @@ static int show(const char *which, EVP_RAND_CTX *ctx)
 		       name);
 	else if (OSSL_PARAM_modified(&params[0]))
 		printf("%-8s %s, seeded for generation %llu, reseeds %u, "
-		       "source %s\n", which, name, (unsigned long long)gen,
-		       reseeds, source != NULL ? source : "?");
+		       "source %s%s\n", which, name, (unsigned long long)gen,
+		       reseeds, source != NULL ? source : "?",
+		       source != NULL && strncmp(source, "none", 4) == 0 ?
+		       " (forks only: not protected against a VM restore)" :
+		       "");
 	else
 		printf("%-8s %s, reseeds %u\n", which, name, reseeds);
 	return strcmp(name, WANT) == 0;

@@ -295,7 +295,13 @@ static int vp_drbg_get_ctx_params(void *vctx, OSSL_PARAM params[])
 	if (p != NULL) {
 		int kind = vmgen_source();
 		const char *name = kind >= 0 ? vmgen_source_name(kind) : NULL;
+		const char *why = NULL;
 
+		/* auto found nothing yet on a machine with a VM device */
+		if (kind == VMGEN_SOURCE_NONE &&
+		    vmgen_source_race_free(&why) == 0 && why != NULL &&
+		    strncmp(why, "none, waiting", 13) == 0)
+			name = "none (waiting for a source)";
 		if (!OSSL_PARAM_set_utf8_ptr(p, name != NULL ? name : "error"))
 			return 0;
 	}

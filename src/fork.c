@@ -122,6 +122,7 @@ bool vmgen_fork_check_locked(void)
 	vmgen_g.poller = false;
 	vmgen_callbacks_free_deferred_locked();
 	vmgen_watcher_forget_locked();
+	vmgen_probe_forget_locked();
 	(void)vmgen_source_reopen_locked();
 	(void)vmgen_notify_reset_locked();
 	vmgen_g.fork_seen = true;

@@ -87,6 +87,8 @@ static int observe_locked(void)
 	}
 	if (step)
 		vmgen_g.target++;
+	/* none under auto, waiting: the source may have appeared */
+	vmgen_reprobe_locked();
 	return 0;
 }
 

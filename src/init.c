@@ -22,6 +22,7 @@ struct vmgen_state vmgen_g = {
 	.ifd = -1,
 	.kickfd = -1,
 	.stopfd = -1,
+	.probe_stopfd = -1,
 	.next_id = 1,
 	.callbacks = CDS_LIST_HEAD_INIT(vmgen_g.callbacks),
 };
@@ -52,7 +53,7 @@ int vmgen_replace_fd(int old, int newfd)
 }
 
 /* The back-ends, by enum vmgen_source_kind. */
-static const struct vmgen_source_ops *const backends[VMGEN_SOURCE_COUNT] = {
+const struct vmgen_source_ops *const vmgen_backends[VMGEN_SOURCE_COUNT] = {
 	[VMGEN_SOURCE_VMCLOCK] = &vmgen_vmclock_ops,
 	[VMGEN_SOURCE_SYSGENID] = &vmgen_sysgenid_ops,
 	[VMGEN_SOURCE_FILE] = &vmgen_file_ops,
@@ -83,7 +84,7 @@ static int open_spec(const char *spec)
 
 	if (!strcmp(spec, "auto")) {
 		for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
-			ops = backends[kind];
+			ops = vmgen_backends[kind];
 			/* never the file source: it has no default */
 			if (kind == VMGEN_SOURCE_NONE ||
 			    (ops->default_path &&
@@ -94,7 +95,7 @@ static int open_spec(const char *spec)
 								       false) : 0;
 	}
 	for (kind = 0; kind < VMGEN_SOURCE_COUNT; kind++) {
-		ops = backends[kind];
+		ops = vmgen_backends[kind];
 		len = strlen(ops->name);
 		if (strncmp(spec, ops->name, len))
 			continue;
@@ -110,7 +111,7 @@ static int open_spec(const char *spec)
 }
 
 /* Describe the source to the VMGENID_1.1 inline code; kind goes last. */
-static void fast_publish_locked(void)
+void vmgen_fast_publish_locked(void)
 {
 	vmgen__fast.size = sizeof(vmgen__fast);
 	vmgen__fast.local = &vmgen_g.page->fast;
@@ -141,6 +142,11 @@ void vmgen_teardown_locked(void)
 	vmgen_g.dispatching = false;
 	vmgen_g.poller = false;
 	vmgen_g.watcher_restart = false;
+	vmgen_g.watching = false;
+	vmgen_g.probe_restart = false;
+	vmgen_g.next_probe_ms = 0;
+	vmgen_g.probe_given_up = 0;
+	vmgen_marker_clear_locked();
 	__atomic_store_n(&vmgen_g.init_state, 0, __ATOMIC_RELEASE);
 }
 
@@ -160,6 +166,14 @@ static int init_locked(const char *spec, unsigned int flags)
 	ret = open_spec(spec);
 	if (ret < 0)
 		goto fail;
+	/*
+	 * auto found nothing: if the machine has a VM device, its source
+	 * may appear later (the module loads after us); else it never will.
+	 */
+	if (!strcmp(spec, "auto") && vmgen_g.kind == VMGEN_SOURCE_NONE &&
+	    vmgen_vm_device_present()) {
+		vmgen_watch_begin_locked();
+	}
 	if (flags & VMGEN_INIT_TRACKING) {
 		ret = vmgen_g.ops->set_tracking ?
 		      vmgen_g.ops->set_tracking(true) : -EOPNOTSUPP;
@@ -183,7 +197,9 @@ static int init_locked(const char *spec, unsigned int flags)
 	vmgen_g.fork_seen = false;
 	vmgen_publish_locked(1, value);
 	__atomic_store_n(&vmgen__fastpath, &vmgen_g.fastpath, __ATOMIC_RELEASE);
-	fast_publish_locked();
+	vmgen_fast_publish_locked();
+	vmgen_marker_set_locked();
+	vmgen_probe_start_locked();
 	__atomic_store_n(&vmgen_g.init_state, 1, __ATOMIC_RELEASE);
 	return 0;
 
@@ -258,5 +274,7 @@ int vmgen_enter(void)
 		vmgen_watcher_restart_if_needed();
 		vmgen_lock();
 	}
+	if (vmgen_g.probe_restart)
+		vmgen_probe_start_locked();	/* a fork child's own */
 	return 0;
 }

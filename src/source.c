@@ -146,6 +146,8 @@ int vmgen_read_u32(uint64_t *value)
 	return 0;
 }
 
+static const uint32_t released_counter;
+
 void vmgen_source_release(void)
 {
 	if (vmgen_g.map)
@@ -160,7 +162,14 @@ void vmgen_source_release(void)
 	vmgen_g.src_is_chr = false;
 	vmgen_g.src_writable = false;
 	vmgen_g.tracking = false;
-	memset(&vmgen_g.fastpath, 0, sizeof(vmgen_g.fastpath));
+	/*
+	 * Not zeroed: under auto, a switch from none to a source that
+	 * appeared releases none while binaries built against 0.1 may be
+	 * reading this very struct (their inline code dereferences counter
+	 * without a check). A counter that never moves is always safe.
+	 */
+	vmgen_g.fastpath.counter_kind = VMGEN__COUNTER_U32;
+	vmgen_g.fastpath.counter = &released_counter;
 	vmgen_g.fast_kind = VMGEN__FAST_SLOW;
 	vmgen_g.fast_counter = NULL;
 	vmgen_g.fast_word = NULL;

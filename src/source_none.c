@@ -19,7 +19,9 @@ static int none_open(const char *path, bool explicit_path)
 
 static int none_race_free(const char **reason)
 {
-	*reason = "no generation source: only forks are seen";
+	*reason = vmgen_g.watching ?
+		  "none, waiting for a source: the machine has a VM device but no source yet (module not loaded?); only forks are seen until it appears" :
+		  "no generation source: only forks are seen";
 	return 0;
 }
 

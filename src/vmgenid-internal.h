@@ -46,7 +46,19 @@ enum vmgen_notify {
 	VMGEN_NOTIFY_FD,	/* the source fd polls (sysgenid, vmclock) */
 	VMGEN_NOTIFY_INOTIFY,	/* a regular file: inotify on its path */
 	VMGEN_NOTIFY_TIMER,	/* VMClock without notifications: 1 ms tick */
+	VMGEN_NOTIFY_REPROBE,	/* none, waiting for a source: a slow tick */
 };
+
+/*
+ * none, waiting for a source: how often to look for it (reprobe.c). The
+ * module loads during boot; a process that cannot see the device node
+ * (a service with PrivateDevices=yes) must not wake 10 times a second for
+ * ever: every 100 ms for the first minute, every second until the tenth,
+ * then every 10 s.
+ */
+#define VMGEN_REPROBE_MS		100
+#define VMGEN_REPROBE_SLOW_MS		1000
+#define VMGEN_REPROBE_SLOWEST_MS	10000
 
 /*
  * VMGENID_1.0's fast path, frozen: binaries built against 0.1 have inline
@@ -160,9 +172,24 @@ struct vmgen_state {
 	pthread_t watcher;
 	int stopfd;
 
+	/* none under auto while a VM device exists: waiting for a source */
+	bool watching;
+	int64_t next_probe_ms;		/* CLOCK_MONOTONIC_COARSE */
+	int64_t watch_since_ms;		/* when waiting began, same clock */
+	int probe_tick_ms;		/* the REPROBE timerfd's interval */
+	unsigned int probe_given_up;	/* 1 << kind: its open failed */
+	bool probe_running;		/* the probe thread, ours to stop */
+	bool probe_restart;		/* fork child of a probing parent */
+	pthread_t probe_thread;
+	int probe_stopfd;
+	void *marker;			/* "libvmgenid:SOURCE" in maps */
+	char marker_name[64];
+
 	/* counters that tests read */
 	unsigned long ack_attempts;
 	unsigned long dispatches;
+	unsigned long probes;
+	unsigned long switches;
 };
 
 extern struct vmgen_state vmgen_g VMGEN_HIDDEN;
@@ -236,6 +263,9 @@ VMGEN_HIDDEN extern int (*vmgen_guid_ioctl)(int fd, unsigned long request,
 VMGEN_HIDDEN int vmgen_vmclock_read(const void *page, uint64_t *value);
 
 /* init.c: the core's view of the source in use */
+VMGEN_HIDDEN extern const struct vmgen_source_ops *const
+	vmgen_backends[VMGEN_SOURCE_COUNT];
+VMGEN_HIDDEN void vmgen_fast_publish_locked(void);
 VMGEN_HIDDEN int vmgen_source_read_locked(uint64_t *value);
 VMGEN_HIDDEN void vmgen_source_close_locked(void);
 VMGEN_HIDDEN int vmgen_source_reopen_locked(void);
@@ -265,6 +295,23 @@ VMGEN_HIDDEN int vmgen_notify_reset_locked(void);
 VMGEN_HIDDEN void vmgen_notify_drain(void);
 VMGEN_HIDDEN void vmgen_watcher_restart_if_needed(void);
 VMGEN_HIDDEN void vmgen_watcher_forget_locked(void);
+
+/* reprobe.c: none under auto must not be forever */
+VMGEN_HIDDEN extern const char *vmgen_probe_sysfs;
+VMGEN_HIDDEN extern int vmgen_probe_kind;
+VMGEN_HIDDEN extern const char *vmgen_probe_path;
+VMGEN_HIDDEN bool vmgen_vm_device_present(void);
+VMGEN_HIDDEN void vmgen_reprobe_locked(void);
+VMGEN_HIDDEN int vmgen_reprobe_interval_locked(void);
+VMGEN_HIDDEN void vmgen_watch_begin_locked(void);
+VMGEN_HIDDEN void vmgen_probe_start_locked(void);
+VMGEN_HIDDEN void vmgen_probe_forget_locked(void);
+VMGEN_HIDDEN void vmgen_probe_stop(bool from_destructor);
+VMGEN_HIDDEN void vmgen_marker_set_locked(void);
+VMGEN_HIDDEN void vmgen_marker_clear_locked(void);
+
+/* watcher.c: the epoll set follows a source that appeared */
+VMGEN_HIDDEN int vmgen_notify_switch_locked(void);
 
 /* wait.c */
 VMGEN_HIDDEN void vmgen_wake_waiters_locked(void);

@@ -17,4 +17,14 @@ void vmgen__test_reset(void);
 void vmgen__test_guid_ioctl(int (*fn)(int fd, unsigned long request,
 				      unsigned long arg));
 
+/*
+ * Where auto looks for a source that appears after initialisation:
+ * @sysfs_root stands for /sys when deciding whether the machine has a VM
+ * device (so a directory with bus/acpi/devices/X/modalias naming
+ * VM_GEN_COUNTER says "a device exists"); @kind and @path, when @path is
+ * not NULL, replace the default device paths (a regular file may stand in,
+ * as with an explicit path). NULLs restore the defaults.
+ */
+void vmgen__test_reprobe(const char *sysfs_root, int kind, const char *path);
+
 #endif /* VMGENID_TESTING_H */

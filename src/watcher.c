@@ -31,6 +31,16 @@ static int open_notify_fd(void)
 	};
 	int fd;
 
+	/* Waiting for a source: wake to look for it (reprobe.c). */
+	if (vmgen_g.notify == VMGEN_NOTIFY_REPROBE) {
+		int ms = vmgen_reprobe_interval_locked();
+
+		its.it_interval.tv_sec = ms / 1000;
+		its.it_interval.tv_nsec = ms % 1000 * 1000000L;
+		its.it_value = its.it_interval;
+		vmgen_g.probe_tick_ms = ms;
+	}
+
 	switch (vmgen_g.notify) {
 	case VMGEN_NOTIFY_INOTIFY:
 		fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -45,6 +55,7 @@ static int open_notify_fd(void)
 		}
 		return fd;
 	case VMGEN_NOTIFY_TIMER:
+	case VMGEN_NOTIFY_REPROBE:
 		fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 		if (fd < 0)
 			return -errno;
@@ -141,6 +152,46 @@ void vmgen_notify_close_locked(void)
 }
 
 /*
+ * The source appeared while waiting: watch it in the same epoll set, so
+ * that vmgen_fd() keeps its number and whoever polls it now wakes for
+ * the source (the probe tick goes).
+ */
+int vmgen_notify_switch_locked(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int fd;
+
+	if (vmgen_g.epfd < 0)
+		return 0;
+	if (vmgen_g.ifd >= 0) {
+		(void)epoll_ctl(vmgen_g.epfd, EPOLL_CTL_DEL, vmgen_g.ifd, NULL);
+		close(vmgen_g.ifd);
+		vmgen_g.ifd = -1;
+	}
+	if (vmgen_g.notify == VMGEN_NOTIFY_FD) {
+		if (epoll_ctl(vmgen_g.epfd, EPOLL_CTL_ADD, vmgen_g.src_fd,
+			      &ev) == 0)
+			return 0;
+		if (errno != EPERM)
+			return -errno;
+		vmgen_g.notify = VMGEN_NOTIFY_TIMER;
+	}
+	if (vmgen_g.notify == VMGEN_NOTIFY_NONE)
+		return 0;
+	fd = open_notify_fd();
+	if (fd < 0)
+		return fd;
+	if (epoll_ctl(vmgen_g.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	vmgen_g.ifd = fd;
+	return 0;
+}
+
+/*
  * Fork child: the inherited epoll, inotify, timer and eventfd descriptions
  * are shared with the parent, which would drain our wake-ups. Build new
  * ones and move them onto the old numbers, so vmgen_fd() stays the same.
@@ -175,6 +226,7 @@ void vmgen_notify_drain(void)
 	switch (notify) {
 	case VMGEN_NOTIFY_INOTIFY:
 	case VMGEN_NOTIFY_TIMER:
+	case VMGEN_NOTIFY_REPROBE:
 		while (read(fd, buf, sizeof(buf)) > 0)
 			;
 		break;
@@ -376,6 +428,8 @@ VMGEN_PUBLIC int vmgen_watcher_stop(void)
 /* A watcher must not outlive the library (dlclose, exit). */
 __attribute__((destructor)) static void vmgen_fini(void)
 {
-	if (__atomic_load_n(&vmgen_g.init_state, __ATOMIC_ACQUIRE) > 0)
+	if (__atomic_load_n(&vmgen_g.init_state, __ATOMIC_ACQUIRE) > 0) {
 		(void)watcher_stop(true);
+		vmgen_probe_stop(true);
+	}
 }

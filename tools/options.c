@@ -32,6 +32,8 @@ enum {
 	SEEN_MIN = 1u << 3,
 	SEEN_COUNT = 1u << 4,
 	SEEN_TRACK = 1u << 5,
+	SEEN_CHECK = 1u << 6,
+	SEEN_PID = 1u << 7,
 };
 
 const char *vmgenid_command_name(enum vmgenid_command command)
@@ -155,6 +157,8 @@ static int check_allowed(unsigned int seen, struct vmgenid_opts *out)
 		unsigned int commands;	/* 1 << VMGENID_CMD_* */
 	} rules[] = {
 		{ SEEN_JSON, "--json", 1u << VMGENID_CMD_STATUS },
+		{ SEEN_CHECK, "--check", 1u << VMGENID_CMD_STATUS },
+		{ SEEN_PID, "--pid", 1u << VMGENID_CMD_STATUS },
 		{ SEEN_TIMEOUT, "--timeout", 1u << VMGENID_CMD_WAIT |
 			1u << VMGENID_CMD_WAIT_WATCHERS },
 		{ SEEN_SINCE, "--since", 1u << VMGENID_CMD_WAIT },
@@ -249,6 +253,23 @@ int vmgenid_parse_args(int argc, char **argv, struct vmgenid_opts *out)
 				return r;
 			out->json = true;
 			seen |= SEEN_JSON;
+		} else if ((r = match(argc, argv, &i, "--check", NULL, NULL,
+				      out))) {
+			if (r < 0)
+				return r;
+			out->check = true;
+			seen |= SEEN_CHECK;
+		} else if ((r = match(argc, argv, &i, "--pid", "-p", &value,
+				      out))) {
+			if (r < 0)
+				return r;
+			if (parse_u64(value, INT32_MAX, &n) < 0 || n == 0)
+				return fail(out, "bad --pid '%.40s'", value);
+			if (out->npids == VMGENID_MAX_PIDS)
+				return fail(out, "at most %d --pid options",
+					    VMGENID_MAX_PIDS);
+			out->pids[out->npids++] = (int)n;
+			seen |= SEEN_PID;
 		} else if ((r = match(argc, argv, &i, "--timeout", "-t", &value,
 				      out))) {
 			if (r < 0)

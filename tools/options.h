@@ -27,12 +27,19 @@ enum {
 	VMGENID_EXIT_FAILURE = 1,
 	VMGENID_EXIT_USAGE = 2,
 	VMGENID_EXIT_TIMEOUT = 3,
+	VMGENID_EXIT_UNPROTECTED = 4,	/* status --check */
 };
+
+/* status --pid, at most this many */
+#define VMGENID_MAX_PIDS 16
 
 struct vmgenid_opts {
 	enum vmgenid_command command;
 	const char *source;		/* --source SPEC; NULL: VMGENID_SOURCE */
 	bool json;			/* status --json */
+	bool check;			/* status --check */
+	int npids;			/* status --pid PID, repeatable */
+	int pids[VMGENID_MAX_PIDS];
 	int timeout_ms;			/* --timeout; -1: forever */
 	bool have_since;		/* wait --since */
 	uint64_t since;			/* source generation to wait away from */

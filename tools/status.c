@@ -9,6 +9,7 @@
 
 #include <vmgenid.h>
 
+#include "procs.h"
 #include "tool.h"
 
 /* Where the sysgenid module publishes its watcher counts. */
@@ -160,7 +161,76 @@ struct status {
 	const char *guid_page;		/* sysfs "guid_page", or NULL */
 	char mode_buf[32];
 	char guid_page_buf[192];
+	struct proc_scan procs;		/* the processes using the library */
+	int procs_err;			/* 0, or why /proc is unreadable */
+	unsigned int unprotected;	/* on none, the machine has a source */
+	bool scoped;			/* --pid */
 };
+
+static bool has_source(const struct status *st)
+{
+	return st->source != VMGEN_SOURCE_NONE;
+}
+
+static void json_processes(FILE *out, const struct status *st)
+{
+	size_t i;
+
+	fputs(",\n  \"processes\": [", out);
+	for (i = 0; i < st->procs.n; i++) {
+		const struct proc_use *u = &st->procs.v[i];
+
+		fprintf(out, "%s\n    {\"pid\": %d, \"comm\": ",
+			i ? "," : "", u->pid);
+		json_string(out, u->comm);
+		fputs(", \"source\": ", out);
+		json_string(out, u->source[0] ? u->source : NULL);
+		fprintf(out, ", \"initialised\": %s, \"protected\": %s}",
+			u->initialised ? "true" : "false",
+			!u->source[0] ? "null" :
+			procs_unprotected(u) ? "false" : "true");
+	}
+	fputs(st->procs.n ? "\n  ]" : "]", out);
+	fputs(",\n  \"processes_unreadable\": ", out);
+	json_number(out, st->procs_err ? -1 : (int64_t)st->procs.unreadable);
+	fputs(",\n  \"unprotected\": ", out);
+	json_number(out, st->procs_err ? -1 : (int64_t)st->unprotected);
+}
+
+static void text_processes(FILE *out, const struct status *st)
+{
+	size_t i;
+
+	if (st->procs_err) {
+		fprintf(out, "%-19s unknown: /proc: %s\n", "processes:",
+			strerror(-st->procs_err));
+		return;
+	}
+	fprintf(out, "%-19s %zu use%s libvmgenid", "processes:", st->procs.n,
+		st->procs.n == 1 ? "s" : "");
+	if (st->procs.unreadable)
+		fprintf(out, "; %u not readable%s", st->procs.unreadable,
+			geteuid() ? " (other users': run as root)" : "");
+	if (st->scoped && st->procs.not_users)
+		fprintf(out, "; %u of the --pid not using it or gone",
+			st->procs.not_users);
+	fputc('\n', out);
+	for (i = 0; i < st->procs.n; i++) {
+		const struct proc_use *u = &st->procs.v[i];
+
+		fprintf(out, "  %7d %-16s %s%s\n", u->pid, u->comm,
+			u->source[0] ? u->source : "not initialised",
+			has_source(st) && procs_unprotected(u) ?
+			"  <- NOT PROTECTED" : "");
+	}
+	if (st->unprotected)
+		fprintf(out, "%-19s %u process%s on none while this machine "
+			"has a source (%s): not protected against a VM "
+			"restore; restart %s (see vmgenid(7))\n", "WARNING:",
+			st->unprotected, st->unprotected == 1 ? "" : "es",
+			vmgen_source_name(st->source),
+			st->unprotected == 1 ? "it" : "them");
+}
 
 static void print_json(FILE *out, const struct status *st)
 {
@@ -206,6 +276,7 @@ static void print_json(FILE *out, const struct status *st)
 	json_string(out, st->module_mode);
 	fputs(",\n  \"guid_page\": ", out);
 	json_string(out, st->guid_page);
+	json_processes(out, st);
 	fputs("\n}\n", out);
 }
 
@@ -256,6 +327,7 @@ static void print_text(FILE *out, const struct status *st)
 		fprintf(out, "%-19s %s\n", "guid page:",
 			st->guid_page ? st->guid_page : "unknown");
 	}
+	text_processes(out, st);
 }
 
 int cmd_status(const struct vmgenid_opts *opts)
@@ -286,9 +358,19 @@ int cmd_status(const struct vmgenid_opts *opts)
 		st.guid_page = read_sysfs_text("guid_page", st.guid_page_buf,
 					       sizeof(st.guid_page_buf));
 	}
+	st.scoped = opts->npids > 0;
+	st.procs_err = procs_scan(opts->pids, opts->npids, (int)getpid(),
+				  &st.procs);
+	for (size_t i = 0; i < st.procs.n; i++)
+		if (has_source(&st) && procs_unprotected(&st.procs.v[i]))
+			st.unprotected++;
 	if (opts->json)
 		print_json(stdout, &st);
 	else
 		print_text(stdout, &st);
-	return VMGENID_EXIT_OK;
+	procs_free(&st.procs);
+	if (opts->check && st.procs_err)
+		return tool_fail("listing the processes", st.procs_err);
+	return opts->check && st.unprotected ? VMGENID_EXIT_UNPROTECTED :
+					       VMGENID_EXIT_OK;
 }

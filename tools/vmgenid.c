@@ -22,7 +22,9 @@ static void usage(FILE *out)
 	fputs("Usage: vmgenid [--source SPEC] COMMAND [OPTIONS]\n"
 	      "\n"
 	      "Commands:\n"
-	      "  status [--json]              show the source and generations\n"
+	      "  status [--json] [--check] [--pid PID]...\n"
+	      "                               show the source and generations,\n"
+	      "                               and the processes using the library\n"
 	      "  wait [--timeout SECONDS] [--since GEN]\n"
 	      "                               wait for the next generation step\n"
 	      "  watch [--count N|--once] [--track] -- CMD [ARGS...]\n"
@@ -38,7 +40,9 @@ static void usage(FILE *out)
 	      "  -h, --help          show this help\n"
 	      "  -V, --version       show the version\n"
 	      "\n"
-	      "Exit status: 0 ok, 1 failure, 2 usage error, 3 timeout.\n",
+	      "Exit status: 0 ok, 1 failure, 2 usage error, 3 timeout,\n"
+	      "4 (status --check) a process runs on none while the machine\n"
+	      "has a source.\n",
 	      out);
 }
 

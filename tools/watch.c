@@ -202,7 +202,12 @@ static void run_cmd(struct watch *w, const struct vmgen_event *ev)
 		r = waitpid(pid, &status, WNOHANG);
 		if (r == pid || (r < 0 && errno != EINTR))
 			break;
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		/*
+		 * Not forever: the step may run in a thread of the library
+		 * (the one that waits for a source under auto), and then the
+		 * main thread's poll can take the SIGCHLD meant for us.
+		 */
+		if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
 			break;
 		drain_signals(w, pid);
 	}

@@ -30,5 +30,11 @@ fi
 conf=$(mktemp) || fail mktemp
 trap 'rm -f "$conf"' EXIT
 { cat "$dir/openssl.cnf"; echo; echo ".include $include"; } > "$conf"
-OPENSSL_CONF=$conf "$check" || fail "$dir/openssl.cnf plus .include $include is not wired"
-echo "ok: $dir/openssl.cnf with the .include line is wired"
+out=$(OPENSSL_CONF=$conf "$check") || fail "$dir/openssl.cnf plus .include $include is not wired: $out"
+# It says which source this process's libvmgenid uses (a file here).
+echo "$out" | grep -q '^primary *VMGENID-DRBG, .*, source file$' ||
+	fail "the check does not name the source: $out"
+out=$(OPENSSL_CONF=$conf VMGENID_SOURCE=none "$check") || fail "check on none: $out"
+echo "$out" | grep -q 'source none (forks only: not protected' ||
+	fail "the check does not say none protects only forks: $out"
+echo "ok: $dir/openssl.cnf with the .include line is wired, the check names the source"

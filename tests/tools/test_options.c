@@ -49,6 +49,11 @@ static void test_accepted(void)
 	      o.min_generation == 4294967295u);
 	CHECK(PARSE(&o, "wait-watchers", "--timeout", "1") == 0 &&
 	      o.command == VMGENID_CMD_WAIT_WATCHERS);
+	CHECK(PARSE(&o, "status") == 0 && !o.check && o.npids == 0);
+	CHECK(PARSE(&o, "status", "--check", "--pid", "12", "-p",
+		    "2147483647") == 0);
+	CHECK(o.check && o.npids == 2 && o.pids[0] == 12 &&
+	      o.pids[1] == 2147483647);
 
 	argv = ARGV("watch", "--count", "2", "--", "run-parts", "--test", "d");
 	CHECK(vmgenid_parse_args(8, argv, &o) == 0);
@@ -84,6 +89,18 @@ static void test_rejected(void)
 	REJECT("status", "--json=1");
 	REJECT("status", "--timeout", "1");
 	REJECT("trigger", "--json");
+	REJECT("wait", "--check");
+	REJECT("watch", "--pid", "1", "--", "true");
+	REJECT("status", "--check=1");
+	REJECT("status", "--pid");
+	REJECT("status", "--pid", "0");
+	REJECT("status", "--pid", "-1");
+	REJECT("status", "--pid", "2147483648");
+	REJECT("status", "--pid", "1", "--pid", "2", "--pid", "3", "--pid",
+	       "4", "--pid", "5", "--pid", "6", "--pid", "7", "--pid", "8",
+	       "--pid", "9", "--pid", "10", "--pid", "11", "--pid", "12",
+	       "--pid", "13", "--pid", "14", "--pid", "15", "--pid", "16",
+	       "--pid", "17");
 	REJECT("wait", "--min", "1");
 	REJECT("wait", "--timeout");
 	REJECT("wait", "--timeout", "");

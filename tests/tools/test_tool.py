@@ -279,6 +279,111 @@ def watch_signal(tool):
     check("killed by signal" in read_text(errfile), read_text(errfile))
 
 
+def maps(pid):
+    return read_text(f"/proc/{pid}/maps")
+
+
+def status_processes(tool):
+    """Real processes on a file source, on none, and one that loaded the
+    library but never used it: status lists each with its source, and
+    says (and --check exits 4) that the one on none is not protected."""
+    c = Counter(3)
+    procs = []
+    try:
+        on_file, _ = start_watch(tool, c, [], ["true"])
+        procs.append(on_file)
+        wait_until(lambda: "libvmgenid:file" in maps(on_file.pid),
+                   "the file source's mapping")
+        none_err = open(c.file("none.err"), "w")
+        on_none = subprocess.Popen([tool, "--source", "none", "watch", "--",
+                                    "true"], stderr=none_err)
+        none_err.close()
+        procs.append(on_none)
+        wait_until(lambda: "libvmgenid:none" in maps(on_none.pid),
+                   "the none source's mapping")
+        # The library the tool uses, loaded and never called.
+        lib = next((l.split()[-1] for l in maps(on_file.pid).splitlines()
+                    if "/libvmgenid.so" in l), None)
+        if lib is None:
+            print("SKIP: the tool is not linked to a shared libvmgenid")
+            sys.exit(77)
+        idle = subprocess.Popen(
+            [sys.executable, "-c",
+             "import ctypes, sys; ctypes.CDLL(sys.argv[1]); "
+             "print('loaded', flush=True); sys.stdin.read()", lib],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(idle)
+        check(idle.stdout.readline().strip() == "loaded", "ctypes load")
+        pids = [p.pid for p in procs]
+        scope = sum((["--pid", str(pid)] for pid in pids), [])
+
+        rc, out, err = run([tool, "--source", c.spec, "status"] + scope)
+        check(rc == 0, f"status exited {rc}: {err}")
+        rows = {int(l.split()[0]): l for l in out.splitlines()
+                if l.startswith("  ") and l.split()[0].isdigit()}
+        check(set(rows) == set(pids), f"listed: {out}")
+        check(rows[on_file.pid].split()[2:] == ["file"], f"file: {out}")
+        check("none" in rows[on_none.pid] and
+              "NOT PROTECTED" in rows[on_none.pid], f"none: {out}")
+        check("not initialised" in rows[idle.pid] and
+              "NOT PROTECTED" not in rows[idle.pid], f"idle: {out}")
+        check("3 use libvmgenid" in out, f"count: {out}")
+        check(any(l.startswith("WARNING:") and "1 process on none" in l
+                  for l in out.splitlines()), f"no warning: {out}")
+
+        rc, out, err = run([tool, "--source", c.spec, "status", "--check"]
+                           + scope)
+        check(rc == 4, f"--check with a process on none: {rc} {err}")
+        rc, out, err = run([tool, "--source", c.spec, "status", "--check",
+                            "--pid", str(on_file.pid), "--pid",
+                            str(idle.pid)])
+        check(rc == 0 and "WARNING" not in out, f"--check, none on none: "
+              f"{rc} {out} {err}")
+        # Where the machine has no source, none protects as well as any.
+        rc, out, err = run([tool, "--source", "none", "status", "--check"]
+                           + scope)
+        check(rc == 0 and "NOT PROTECTED" not in out,
+              f"--check on a machine without a source: {rc} {out} {err}")
+
+        rc, out, err = run([tool, "--source", c.spec, "status", "--json"]
+                           + scope)
+        check(rc == 0, f"status --json exited {rc}: {err}")
+        doc = json.loads(out)
+        by_pid = {p["pid"]: p for p in doc["processes"]}
+        check(set(by_pid) == set(pids), f"json pids: {doc}")
+        check(by_pid[on_file.pid]["source"] == "file" and
+              by_pid[on_file.pid]["protected"] is True and
+              by_pid[on_file.pid]["initialised"] is True, f"file: {doc}")
+        check(by_pid[on_none.pid]["source"] == "none" and
+              by_pid[on_none.pid]["protected"] is False, f"none: {doc}")
+        check(by_pid[idle.pid]["source"] is None and
+              by_pid[idle.pid]["initialised"] is False and
+              by_pid[idle.pid]["protected"] is None, f"idle: {doc}")
+        check(doc["unprotected"] == 1, f"unprotected: {doc}")
+        check(by_pid[on_file.pid]["comm"] == "vmgenid", f"comm: {doc}")
+
+        # Unscoped: every process we may read, ours among them.
+        rc, out, err = run([tool, "--source", c.spec, "status", "--json"])
+        check(rc == 0, f"unscoped status exited {rc}: {err}")
+        doc = json.loads(out)
+        listed = {p["pid"] for p in doc["processes"]}
+        check(set(pids) <= listed, f"unscoped: {pids} not in {listed}")
+        check(isinstance(doc["processes_unreadable"], int), f"{doc}")
+        # A process that does not use the library is not listed.
+        rc, out, err = run([tool, "--source", c.spec, "status", "--pid",
+                            str(os.getpid())])
+        check(rc == 0 and "0 use libvmgenid" in out and
+              "1 of the --pid not using it" in out, f"self: {out} {err}")
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 def wait_watchers(tool):
     c = Counter(0)
     rc, _, err = run([tool, "--source", c.spec, "wait-watchers",
@@ -290,4 +395,5 @@ if __name__ == "__main__":
     main({f.__name__: f for f in (usage, status, status_json, bad_source,
                                   wait, wait_since, wait_timeout,
                                   trigger_min, watch, watch_failing_cmd,
-                                  watch_signal, wait_watchers)})
+                                  watch_signal, wait_watchers,
+                                  status_processes)})
