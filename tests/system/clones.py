@@ -13,6 +13,7 @@ is expected to do across clones.
 import collections
 import os
 import re
+import select
 import subprocess
 import time
 
@@ -47,18 +48,40 @@ HELLO_RX = re.compile(r'^<<< \S+ [\d.]+, Handshake \[length [0-9a-f]+\], '
 
 
 def server_random(port, timeout=60):
-	"""One TLS handshake with 127.0.0.1:port; the server's random (hex)."""
+	"""One TLS handshake with 127.0.0.1:port through `openssl s_client`;
+	the server's random (hex), or None and why. s_client quits on EOF
+	from its stdin before the server has answered: its stdin stays open
+	until the handshake is done (the summary's "Verify return code")."""
+	proc = subprocess.Popen(
+		['openssl', 's_client', '-connect', '127.0.0.1:%d' % port,
+		 '-msg', '-no_ticket'], stdin=subprocess.PIPE,
+		stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+	out = b''
+	deadline = time.monotonic() + timeout
 	try:
-		res = subprocess.run(
-			['openssl', 's_client', '-connect', '127.0.0.1:%d' % port,
-			 '-msg', '-no_ticket'], stdin=subprocess.DEVNULL,
-			stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-			text=True, timeout=timeout)
+		while b'Verify return code' not in out:
+			left = deadline - time.monotonic()
+			if left <= 0:
+				return None, 'timed out'
+			ready, _, _ = select.select([proc.stdout], [], [], left)
+			if ready:
+				data = os.read(proc.stdout.fileno(), 65536)
+				if not data:
+					break
+				out += data
+		proc.stdin.close()
+		out += proc.stdout.read()
+		proc.wait(timeout=timeout)
 	except subprocess.TimeoutExpired:
 		return None, 'timed out'
-	m = HELLO_RX.search(res.stdout)
+	finally:
+		if proc.poll() is None:
+			proc.kill()
+			proc.wait()
+	text = out.decode('utf-8', 'replace')
+	m = HELLO_RX.search(text)
 	if not m:
-		return None, res.stdout[-300:]
+		return None, text[-300:]
 	data = bytes.fromhex(''.join(m.group(1).split()))
 	# type (1), length (3), legacy version (2), random (32)
 	return data[6:38].hex(), None
