@@ -152,7 +152,8 @@ def run_clone(vm, state, saved_disk, name, timeout):
 
 
 def compare(results):
-	"""{stream: (clones with values, values, values seen in 2+ clones)}"""
+	"""{stream: (clones with values, values, distinct values seen in 2+
+	clones, values that another clone also emitted)}"""
 	out = collections.OrderedDict()
 	for stream in STREAMS:
 		seen = collections.defaultdict(set)
@@ -162,8 +163,10 @@ def compare(results):
 				seen[v].add(r.name)
 				n += 1
 		repeated = sum(1 for v, who in seen.items() if len(who) > 1)
+		shared = sum(1 for r in results for v in r.values.get(stream, [])
+			     if len(seen[v]) > 1)
 		clones = sum(1 for r in results if r.values.get(stream))
-		out[stream] = (clones, n, repeated)
+		out[stream] = (clones, n, repeated, shared)
 	return out
 
 
@@ -171,7 +174,7 @@ def verdicts(table, nclones, expect=None):
 	"""Lines for the report and the failures, by STREAMS (or expect,
 	which overrides an expectation per stream)."""
 	lines, failures = [], []
-	for stream, (clones, n, repeated) in table.items():
+	for stream, (clones, n, repeated, shared) in table.items():
 		what, want = STREAMS[stream]
 		want = (expect or {}).get(stream, want)
 		ok = True
@@ -186,9 +189,10 @@ def verdicts(table, nclones, expect=None):
 			why = 'control: want repeats'
 		else:
 			why = 'reported'
-		lines.append('%-18s %4d values, %4d repeated across clones  '
-			     '[%s: %s] %s' % (stream, n, repeated, want,
-					      'ok' if ok else 'FAIL', what))
+		lines.append('%-18s %4d values, %4d also in another clone '
+			     '(%3d distinct)  [%s: %s] %s' %
+			     (stream, n, shared, repeated, want,
+			      'ok' if ok else 'FAIL', what))
 		if not ok:
 			failures.append('%s: %d of %d values repeated (%s)'
 					% (stream, repeated, n, why))

@@ -69,11 +69,11 @@ class Compare(unittest.TestCase):
 		res = [result('a', py_ssl=['1', '2'], nginx=['x']),
 		       result('b', py_ssl=['3', '2'], nginx=['y'])]
 		table = clones.compare(res)
-		self.assertEqual(table['py-ssl'], (2, 4, 1))
-		self.assertEqual(table['nginx'], (2, 2, 0))
+		self.assertEqual(table['py-ssl'], (2, 4, 1, 2))
+		self.assertEqual(table['nginx'], (2, 2, 0, 0))
 		# the same value twice in one clone is no repeat across clones
 		self.assertEqual(clones.compare([result('a', nginx=['x', 'x'])])
-				 ['nginx'], (1, 2, 0))
+				 ['nginx'], (1, 2, 0, 0))
 
 	def test_verdicts(self):
 		a = result('a')
