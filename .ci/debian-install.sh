@@ -90,6 +90,8 @@ apt_get install -y -qq --no-install-recommends $debs >"$work/install.log" 2>&1 |
 for p in $pkgs; do dpkg -L "$p"; done | grep -vx '/\.' | sort -u >"$work/listed"
 [ -L /etc/systemd/system/multi-user.target.wants/vmgenid-hooks.service ] ||
 	fail "vmgenid-hooks.service not enabled"
+[ -L /etc/systemd/system/sysinit.target.wants/sysgenid-load.service ] ||
+	fail "sysgenid-load.service not enabled"
 [ -d /etc/vmgenid/restore.d ] || fail "/etc/vmgenid/restore.d missing"
 getent group sysgenid >/dev/null || fail "group sysgenid not created"
 dkms status -m sysgenid | grep -q 'added\|built\|installed' ||
