@@ -81,6 +81,22 @@ class Failures(list):
 			self.append(what)
 
 
+def who_loaded(mod_t, unit):
+	"""sysgenid-load.service when the module's first kernel line falls
+	while the unit's modprobe ran (the printk clock and systemd's
+	monotonic one both count from boot), else someone else (udev's
+	rule, a late modprobe)."""
+	try:
+		start = int(unit['ExecMainStartTimestampMonotonic']) / 1e6
+		end = int(unit['ExecMainExitTimestampMonotonic']) / 1e6
+	except (KeyError, ValueError):
+		start = end = None
+	if mod_t is not None and start and unit.get('Result') == 'success' \
+	   and start - 0.1 <= mod_t <= end + 0.1:
+		return 'sysgenid-load.service'
+	return 'not sysgenid-load.service (udev or a later modprobe)'
+
+
 def check_boot(report, fails, late):
 	"""The agent's report of a boot."""
 	mod = report.first('module')
@@ -105,8 +121,7 @@ def check_boot(report, fails, late):
 	fails.check(bool(procs), 'services map libvmgenid: %s' %
 		    ', '.join(sorted({p['unit'] for p in procs})))
 	mod_t, first_t, first = machine.timeline(report)
-	loader = 'sysgenid-load.service' if unit.get('ActiveState') == \
-		'active' and unit.get('Result') == 'success' else 'udev/other'
+	loader = who_loaded(mod_t, unit)
 	if not late:
 		fails.check(loader == 'sysgenid-load.service',
 			    'loaded by sysgenid-load.service (%s)' %

@@ -57,6 +57,22 @@ class Parse(unittest.TestCase):
 		self.assertIn('sysimg-tokens-python.service', who)
 
 
+class Loader(unittest.TestCase):
+	def test_who_loaded(self):
+		import system_test
+		unit = {'Result': 'success',
+			'ExecMainStartTimestampMonotonic': '32825393',
+			'ExecMainExitTimestampMonotonic': '34339229'}
+		self.assertEqual(system_test.who_loaded(33.45, unit),
+				 'sysgenid-load.service')
+		# loaded after the unit ran (udev, a late modprobe)
+		self.assertNotEqual(system_test.who_loaded(40.0, unit),
+				    'sysgenid-load.service')
+		# the unit masked or skipped
+		self.assertNotEqual(system_test.who_loaded(33.45, {}),
+				    'sysgenid-load.service')
+
+
 def result(name, **values):
 	r = clones.CloneResult(name)
 	for k, v in values.items():
