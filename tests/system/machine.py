@@ -74,6 +74,10 @@ class Report:
 		got = self.lines.get(kind)
 		return got[0] if got else {}
 
+	def last(self, kind):
+		got = self.lines.get(kind)
+		return got[-1] if got else {}
+
 	def status_text(self, kind='status'):
 		return '\n'.join(r.lstrip('| ') for r in self.raw.get(kind, []))
 
@@ -88,7 +92,7 @@ def boot(vm, timeout):
 def timeline(report):
 	"""(module load, first service process that maps libvmgenid, its
 	name) in seconds since boot, from dmesg and /proc/PID/stat."""
-	mod = report.first('module').get('dmesg_s')
+	mod = report.last('module').get('dmesg_s')
 	mod = float(mod) if mod and mod != '?' else None
 	procs = [p for p in report.lines.get('proc', [])
 		 if p.get('unit', '').endswith('.service')]

@@ -193,3 +193,16 @@ def make_disk(root, workdir, abis, size=base_image.DISK_SIZE):
 	threading.Thread(target=shutil.rmtree, args=(gone, True),
 			 daemon=True).start()
 	return disk, boot
+
+
+def existing_disk(workdir, abis):
+	"""The disk and boot files a kept run left in workdir, if all are
+	there."""
+	disk = os.path.join(workdir, 'disk.raw')
+	boot = {name: (os.path.join(workdir, 'boot', 'vmlinuz-' + abi),
+		       os.path.join(workdir, 'boot', 'initrd.img-' + abi))
+		for name, abi in abis.items()}
+	paths = [disk] + [p for pair in boot.values() for p in pair]
+	if all(os.path.exists(p) for p in paths):
+		return disk, boot
+	return None, None
