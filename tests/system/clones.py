@@ -110,8 +110,19 @@ class CloneResult:
 		self.log = ''
 
 
-def run_clone(vm, state, saved_disk, name, timeout):
-	"""Restore one clone, shake hands, collect its tokens; kill it."""
+def last_seqs(log):
+	"""{stream: the last token number} in a log: the saved guest's, so
+	that clones count only what their services drew after the resume
+	(a line the save cut in two has no "TOK" on its clone's side)."""
+	last = {}
+	for stream, seq, _ in TOKEN_RX.findall(log):
+		last[stream] = max(last.get(stream, 0), int(seq))
+	return last
+
+
+def run_clone(vm, state, saved_disk, name, timeout, saved_seqs):
+	"""Restore one clone, shake hands, collect the first TOKENS tokens
+	of each stream drawn after the save; kill it."""
 	res = CloneResult(name)
 	fresh_overlay(vm.disk, saved_disk)
 	clone = vm.restore_from(state, name)
@@ -128,10 +139,11 @@ def run_clone(vm, state, saved_disk, name, timeout):
 		deadline = time.monotonic() + timeout
 		while True:
 			toks = collections.defaultdict(list)
-			for stream, _, val in TOKEN_RX.findall(clone.read_log()):
-				toks[stream].append(val)
+			for stream, seq, val in TOKEN_RX.findall(clone.read_log()):
+				if int(seq) > saved_seqs.get(stream, 0):
+					toks[stream].append(val)
 			want = [s for s in STREAMS if not s.startswith('nginx')]
-			if all(len(toks[s]) >= TOKENS + 1 for s in want) and \
+			if all(len(toks[s]) >= TOKENS for s in want) and \
 			   'SYSIMG: hook ran' in clone.logtext:
 				break
 			if time.monotonic() > deadline or not clone.alive():
@@ -141,9 +153,8 @@ def run_clone(vm, state, saved_disk, name, timeout):
 							  'SYSIMG: hook ran' in clone.logtext))
 				break
 			time.sleep(0.2)
-		# the first line may be cut by the save: tokens 2..TOKENS+1
 		for s, vals in toks.items():
-			res.values[s] += vals[1:TOKENS + 1]
+			res.values[s] += vals[:TOKENS]
 		res.hook = 'SYSIMG: hook ran' in clone.logtext
 		res.log = clone.logtext
 	finally:

@@ -193,13 +193,14 @@ def run_kernel(args, name, disk_raw, boot, workdir, late=False):
 	state = os.path.join(kdir, 'state')
 	with vmctl.phase('%s: save' % tag):
 		vm.save(state)
+	saved_seqs = clones.last_seqs(vm.read_log())
 	saved = clones.freeze_disk(disk)
 	results = []
 	with vmctl.phase('%s: %d clones, one after the other' %
 			 (tag, args.clones)):
 		for i in range(args.clones):
 			r = clones.run_clone(vm, state, saved, 'clone%d' % i,
-					     BOOT_TIMEOUT)
+					     BOOT_TIMEOUT, saved_seqs)
 			with open(os.path.join(kdir, r.name + '.log'),
 				  'w') as f:
 				f.write(r.log)

@@ -73,6 +73,14 @@ class Loader(unittest.TestCase):
 				    'sysgenid-load.service')
 
 
+class Tokens(unittest.TestCase):
+	def test_last_seqs(self):
+		log = ('TOK py-ssl 7 aa\nTOK py-ssl 8 bb\nTOK node-bytes 3 cc\n'
+		       'TOK py-ssl 9 d')	# the save cut the last line
+		self.assertEqual(clones.last_seqs(log),
+				 {'py-ssl': 9, 'node-bytes': 3})
+
+
 def result(name, **values):
 	r = clones.CloneResult(name)
 	for k, v in values.items():
