@@ -35,6 +35,7 @@ from base_image import vmctl  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(HERE))
 BOOT_TIMEOUT = 900	# TCG, a shared machine, three services and Node.js
+CLONE_TIMEOUT = 300	# a clone's load, resume, handshakes and 2 s of tokens
 LATE_LOAD_S = 60	# uptime at which a late-load run loads the module
 LATE_APPEND = ('systemd.mask=sysgenid-load.service '
 	       'modprobe.blacklist=sysgenid sysimg.late_load=%d' % LATE_LOAD_S)
@@ -196,18 +197,26 @@ def run_kernel(args, name, disk_raw, boot, workdir, late=False):
 	saved_seqs = clones.last_seqs(vm.read_log())
 	saved = clones.freeze_disk(disk)
 	results = []
+	need_hook = not late or args.reprobe == 'expect'
 	with vmctl.phase('%s: %d clones, one after the other' %
 			 (tag, args.clones)):
 		for i in range(args.clones):
 			r = clones.run_clone(vm, state, saved, 'clone%d' % i,
-					     BOOT_TIMEOUT, saved_seqs)
+					     CLONE_TIMEOUT, saved_seqs,
+					     need_hook=need_hook)
 			with open(os.path.join(kdir, r.name + '.log'),
 				  'w') as f:
 				f.write(r.log)
 			for e in r.errors:
 				vmctl.log('%s: %s' % (r.name, e))
-			fails.check(r.hook, '%s: the hooks unit ran its hook '
-				    'after the resume' % r.name)
+			what = '%s: the hooks unit ran its hook after the ' \
+				'resume' % r.name
+			if need_hook:
+				fails.check(r.hook, what)
+			else:
+				vmctl.log('%s (its vmgenid watch started on none; '
+					  'until the re-probe lands): %s' %
+					  ('XPASS' if r.hook else 'XFAIL', what))
 			results.append(r)
 	table = clones.compare(results)
 	expect = None
@@ -248,7 +257,7 @@ def main_run(args):
 		root = system_tree.build_tree(base, debs, abis, args.workdir)
 		disk, boot = system_tree.make_disk(root, args.workdir, abis)
 	summary, fails = [], []
-	for name in args.kernel:
+	for name in [] if args.late_load_only else args.kernel:
 		s, f = run_kernel(args, name, disk, boot, args.workdir)
 		summary += s
 		fails += f
@@ -281,6 +290,9 @@ def main(argv=None):
 			help='also a run on this kernel (default: the first '
 			     '--kernel) with the early load masked and the '
 			     'module loaded at %d s' % LATE_LOAD_S)
+	ap.add_argument('--late-load-only', action='store_true',
+			help='only the late-load run (with --reuse-disk: '
+			     'when debugging it)')
 	ap.add_argument('--reprobe', choices=('expect', 'xfail'),
 			default='xfail',
 			help='late load: the services must switch to the '
@@ -297,6 +309,8 @@ def main(argv=None):
 	args = ap.parse_args(argv)
 	if not args.kernel:
 		args.kernel = [os.environ.get('VMCTL_KERNEL') or 'cloud']
+	if args.late_load_only and not args.late_load:
+		args.late_load = 'first'
 	if args.late_load == 'first':
 		args.late_load = args.kernel[0]
 	args.cache = os.path.abspath(args.cache)
