@@ -47,25 +47,11 @@ trap cleanup EXIT
 
 step "build dependencies (debian/control) and lintian"
 apt_get update -qq
-apt_get build-dep -y -qq "$top" >/dev/null
 apt_get install -y -qq --no-install-recommends lintian >/dev/null
 
-step "dpkg-buildpackage -us -uc -b from a clean export of $ref"
-mkdir "$work/src"
-git archive "$ref" | tar -x -C "$work/src"
-(cd "$work/src" && DEB_BUILD_OPTIONS=parallel=2 \
-	dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1) || {
-	tail -n 60 "$work/build.log"
-	fail "dpkg-buildpackage (log: $work/build.log)"
-}
+step "dpkg-buildpackage -us -uc -b (.ci/build-debs.sh)"
+REF=$ref "$top/.ci/build-debs.sh" "$work" >/dev/null
 changes=$(ls "$work"/*.changes)
-# debian/rules clean must take the tree back to the export.
-(cd "$work/src" && debian/rules clean >"$work/clean.log" 2>&1) ||
-	{ cat "$work/clean.log"; fail "debian/rules clean"; }
-mkdir "$work/ref"
-git archive "$ref" | tar -x -C "$work/ref"
-diff -r "$work/ref" "$work/src" || fail "debian/rules clean left files"
-rm -rf "$work/ref"
 
 step "packages"
 printf '%-32s %-10s %-6s %10s %14s\n' package version arch "deb bytes" \
@@ -104,6 +90,8 @@ apt_get install -y -qq --no-install-recommends $debs >"$work/install.log" 2>&1 |
 for p in $pkgs; do dpkg -L "$p"; done | grep -vx '/\.' | sort -u >"$work/listed"
 [ -L /etc/systemd/system/multi-user.target.wants/vmgenid-hooks.service ] ||
 	fail "vmgenid-hooks.service not enabled"
+[ -L /etc/systemd/system/sysinit.target.wants/sysgenid-load.service ] ||
+	fail "sysgenid-load.service not enabled"
 [ -d /etc/vmgenid/restore.d ] || fail "/etc/vmgenid/restore.d missing"
 getent group sysgenid >/dev/null || fail "group sysgenid not created"
 dkms status -m sysgenid | grep -q 'added\|built\|installed' ||
