@@ -65,6 +65,8 @@
 #include <linux/sched.h>
 #include <linux/string.h>
 
+#include <asm/irq_regs.h>
+
 #include "internal.h"
 
 static bool sci_path = true;
@@ -85,6 +87,11 @@ static atomic_t sci_kick = ATOMIC_INIT(0);
 static atomic_t sci_count = ATOMIC_INIT(0);
 static atomic_t sci_changes = ATOMIC_INIT(0);
 static ktime_t sci_changed_at;		/* written before the wake-up */
+static ktime_t sci_started_at;		/* by the thread, for sysfs */
+static ktime_t sci_handled_at;
+/* What the change's SCI interrupted: 'u'ser, 'k'ernel, 'i'dle; and who. */
+static char sci_interrupted = '-';
+static char sci_interrupted_comm[TASK_COMM_LEN] = "-";
 
 /* Hard IRQ, under acpi_gbl_gpe_lock: a compare, and a wake-up if new. */
 static bool sci_guid_moved(void)
@@ -103,7 +110,12 @@ static u32 sysgenid_sci(void *context)
 {
 	atomic_inc(&sci_count);
 	if (sci_guid_moved()) {
+		struct pt_regs *regs = get_irq_regs();
+
 		sci_changed_at = ktime_get();
+		sci_interrupted = is_idle_task(current) ? 'i' :
+				  regs && user_mode(regs) ? 'u' : 'k';
+		memcpy(sci_interrupted_comm, current->comm, TASK_COMM_LEN);
 		atomic_inc(&sci_changes);
 		atomic_set(&sci_kick, 1);
 		wake_up_process(sci_thread);
@@ -128,9 +140,11 @@ static int sysgenid_sci_thread(void *data)
 			continue;
 		}
 		__set_current_state(TASK_RUNNING);
+		WRITE_ONCE(sci_started_at, ktime_get());
 		at = READ_ONCE(sci_changed_at);
 		ret = sysgenid_guid_handle(SYSGENID_BY_SCI);
 		done = ktime_get();
+		WRITE_ONCE(sci_handled_at, done);
 		if (ret)
 			pr_err("SCI path: GUID change not handled (%d); the ACPI path will retry\n",
 			       ret);
@@ -170,9 +184,9 @@ static const char *sci_path_problem(void)
 	if (!sysgenid_guid_present())
 		return "not used: the module cannot read the GUID";
 	if (acpi_gbl_FADT.flags & ACPI_FADT_HW_REDUCED)
-		return "not used: hardware-reduced ACPI (events come through a GED interrupt, not the SCI)";
+		return "not used: hardware-reduced ACPI (events by GED, not SCI)";
 	if (!acpi_dev_present(QEMU_VMGENID_HID, NULL, -1))
-		return "not used: the vmgenid device is not QEMU's (" QEMU_VMGENID_HID "): its event path is unknown";
+		return "not used: no " QEMU_VMGENID_HID " device: unknown event path";
 	if (ACPI_FAILURE(acpi_get_handle(NULL, QEMU_VMGENID_GPE, &gpe)))
 		return "not used: no " QEMU_VMGENID_GPE " method: unknown GPE";
 	return NULL;
@@ -232,10 +246,24 @@ void sysgenid_sci_path_exit(void)
 	sci_thread = NULL;
 }
 
-/* For sysfs: the state and what the handler has seen. */
+/*
+ * For sysfs: the state, then what the handler has seen, with the
+ * CLOCK_MONOTONIC times (ns) of the last change's SCI, of the end of its
+ * handling (the reseed) and of the thread's start, and what the SCI
+ * interrupted (user mode, kernel mode, the idle task; the task's name),
+ * for the kernel-RNG window test.
+ */
 int sysgenid_sci_path_show(char *buf, size_t len)
 {
-	return scnprintf(buf, len, "%s (SCIs %d, GUID changes %d)\n",
-			 sci_state, atomic_read(&sci_count),
-			 atomic_read(&sci_changes));
+	int n;
+
+	n = scnprintf(buf, len, "%s\nscis=%d changes=%d ", sci_state,
+		      atomic_read(&sci_count), atomic_read(&sci_changes));
+	n += scnprintf(buf + n, len - n,
+		       "sci_at=%lld handled_at=%lld started_at=%lld interrupted=%c:%.*s\n",
+		       ktime_to_ns(READ_ONCE(sci_changed_at)),
+		       ktime_to_ns(READ_ONCE(sci_handled_at)),
+		       ktime_to_ns(READ_ONCE(sci_started_at)),
+		       sci_interrupted, TASK_COMM_LEN, sci_interrupted_comm);
+	return n;
 }
