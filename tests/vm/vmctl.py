@@ -759,7 +759,7 @@ class VM:
 
 	def __init__(self, kernel, initrd, workdir, name, env=None,
 		     accel='tcg', append='', mem=512, incoming=None,
-		     guid='auto'):
+		     guid='auto', smp=1):
 		self.kernel = kernel
 		self.initrd = initrd
 		self.name = name
@@ -779,6 +779,7 @@ class VM:
 		# restore is a new generation; a fixed one simulates a
 		# hypervisor that forgets to change it (negative tests)
 		self.guid = guid
+		self.smp = smp
 		self.proc = None
 		self.qmp = None
 		self.ctl = None
@@ -800,7 +801,7 @@ class VM:
 			words.append(os.environ['VMCTL_APPEND'])
 		cpu = ['-cpu', 'max']
 		return [qemu_binary(), '-machine', 'q35', '-accel', self.accel,
-			*cpu, '-m', str(self.mem), '-smp', '1',
+			*cpu, '-m', str(self.mem), '-smp', str(self.smp),
 			'-nographic', '-no-reboot', '-nodefaults',
 			'-kernel', self.kernel.image, '-initrd', self.initrd,
 			'-append', ' '.join(words),
@@ -977,7 +978,7 @@ class VM:
 		Call start() then resume() on it."""
 		clone = VM(self.kernel, self.initrd, self.workdir, name,
 			   self.env, self.accel, self.append, self.mem,
-			   incoming=path, guid=self.guid)
+			   incoming=path, guid=self.guid, smp=self.smp)
 		# the guest's shell loop goes on counting where it was saved
 		clone.shell_n = self.shell_n
 		return clone
