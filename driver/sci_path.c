@@ -13,10 +13,15 @@
  *
  * QEMU (hw/acpi/vmgenid.c, vmgenid_update_guest() from the migration's
  * post_load) writes the new GUID, then acpi_send_event() sets the GPE's
- * status bit and raises the SCI level, all before any vCPU runs. The SCI
- * is then pending when the vCPU resumes and is taken at the first
- * instruction with interrupts enabled (measured by the kernel-RNG window
- * test, see tests/vm/kernel_rng/README.md).
+ * status bit and raises the SCI level, all before any vCPU runs; the
+ * vmgenid device is created after the board's interrupt controllers, so
+ * its post_load runs after theirs and nothing loaded later clears the
+ * interrupt. The SCI is then pending when the vCPU resumes and is taken at
+ * the first instruction with interrupts enabled: measured (sysfs sci_path,
+ * "interrupted=" and "at="), the local timer's interrupt, whose vector
+ * ranks higher, comes first and the SCI arrives as soon as irq_exit()
+ * enables interrupts for its softirqs (handle_softirqs+0x7d), before any
+ * user instruction in every clone (tests/vm/kernel_rng/README.md).
  *
  * ACPICA runs every handler installed with acpi_install_sci_handler() on
  * each SCI, after its own fixed-event and GPE detection, in hard-IRQ
@@ -92,6 +97,7 @@ static ktime_t sci_handled_at;
 /* What the change's SCI interrupted: 'u'ser, 'k'ernel, 'i'dle; and who. */
 static char sci_interrupted = '-';
 static char sci_interrupted_comm[TASK_COMM_LEN] = "-";
+static unsigned long sci_interrupted_ip;
 
 /* Hard IRQ, under acpi_gbl_gpe_lock: a compare, and a wake-up if new. */
 static bool sci_guid_moved(void)
@@ -116,6 +122,8 @@ static u32 sysgenid_sci(void *context)
 		sci_interrupted = is_idle_task(current) ? 'i' :
 				  regs && user_mode(regs) ? 'u' : 'k';
 		memcpy(sci_interrupted_comm, current->comm, TASK_COMM_LEN);
+		sci_interrupted_ip = regs && !user_mode(regs) ?
+				     instruction_pointer(regs) : 0;
 		atomic_inc(&sci_changes);
 		atomic_set(&sci_kick, 1);
 		wake_up_process(sci_thread);
@@ -260,10 +268,11 @@ int sysgenid_sci_path_show(char *buf, size_t len)
 	n = scnprintf(buf, len, "%s\nscis=%d changes=%d ", sci_state,
 		      atomic_read(&sci_count), atomic_read(&sci_changes));
 	n += scnprintf(buf + n, len - n,
-		       "sci_at=%lld handled_at=%lld started_at=%lld interrupted=%c:%.*s\n",
+		       "sci_at=%lld handled_at=%lld started_at=%lld interrupted=%c:%.*s at=%pS\n",
 		       ktime_to_ns(READ_ONCE(sci_changed_at)),
 		       ktime_to_ns(READ_ONCE(sci_handled_at)),
 		       ktime_to_ns(READ_ONCE(sci_started_at)),
-		       sci_interrupted, TASK_COMM_LEN, sci_interrupted_comm);
+		       sci_interrupted, TASK_COMM_LEN, sci_interrupted_comm,
+		       (void *)sci_interrupted_ip);
 	return n;
 }
