@@ -24,18 +24,24 @@
  * user instruction in every clone (tests/vm/kernel_rng/README.md).
  *
  * ACPICA runs every handler installed with acpi_install_sci_handler() on
- * each SCI, after its own fixed-event and GPE detection, in hard-IRQ
- * context under acpi_gbl_gpe_lock (drivers/acpi/acpica/evsci.c,
- * acpi_ev_sci_dispatch()). It is additive: the GPE keeps its _E05 method,
- * the kernel's driver still gets its Notify and runs the vmfork notifier
- * chain (WireGuard & co). Our handler only compares the mapped GUID with
- * the last one it saw (16 bytes, no lock: SCI handlers are serialised by
+ * each SCI, after its own fixed-event and GPE detection, under the raw
+ * spinlock acpi_gbl_gpe_lock (drivers/acpi/acpica/evsci.c,
+ * acpi_ev_sci_dispatch()): in hard-IRQ context on 6.1 (acpi_irq() from
+ * request_irq()), in the SCI's interrupt thread ("irq/9-acpi", SCHED_FIFO)
+ * on 6.12, where drivers/acpi/osl.c requests it with
+ * request_threaded_irq(..., IRQF_ONESHOT). Either way nothing here may
+ * sleep. It is additive: the GPE keeps its _E05 method, the kernel's
+ * driver still gets its Notify and runs the vmfork notifier chain
+ * (WireGuard & co). Our handler only compares the mapped GUID with the
+ * last one it saw (16 bytes, no lock: SCI handlers are serialised by
  * acpi_gbl_gpe_lock) and, if it moved, wakes a SCHED_FIFO kernel thread.
  * That thread runs sysgenid_guid_handle() (mix, reseed through
  * RNDRESEEDCRNG, bump once: the same "handled" state as every other path).
  *
  * Why that is before the interrupted task draws again: waking an RT task
- * sets TIF_NEED_RESCHED on the CFS task that runs (check_preempt_curr()).
+ * sets TIF_NEED_RESCHED on the CFS task that runs (check_preempt_curr());
+ * on 6.12 the hard IRQ wakes the SCI's thread, an RT task too, which wakes
+ * ours: both run before any CFS task.
  *   - Interrupt in user mode: exit_to_user_mode_loop() schedules before the
  *     return to user space; the FIFO thread runs (and reseeds) first.
  *   - Interrupt in the idle loop: it schedules at once; the FIFO thread
@@ -94,12 +100,15 @@ static atomic_t sci_changes = ATOMIC_INIT(0);
 static ktime_t sci_changed_at;		/* written before the wake-up */
 static ktime_t sci_started_at;		/* by the thread, for sysfs */
 static ktime_t sci_handled_at;
-/* What the change's SCI interrupted: 'u'ser, 'k'ernel, 'i'dle; and who. */
+/*
+ * What the change's SCI interrupted: 'u'ser, 'k'ernel, 'i'dle, or 't' when
+ * the handler runs in the SCI's interrupt thread; and who.
+ */
 static char sci_interrupted = '-';
 static char sci_interrupted_comm[TASK_COMM_LEN] = "-";
 static unsigned long sci_interrupted_ip;
 
-/* Hard IRQ, under acpi_gbl_gpe_lock: a compare, and a wake-up if new. */
+/* Under acpi_gbl_gpe_lock: a compare, and a wake-up if new. */
 static bool sci_guid_moved(void)
 {
 	u8 now[SYSGENID_GUID_SIZE];
@@ -119,8 +128,10 @@ static u32 sysgenid_sci(void *context)
 		struct pt_regs *regs = get_irq_regs();
 
 		sci_changed_at = ktime_get();
-		sci_interrupted = is_idle_task(current) ? 'i' :
-				  regs && user_mode(regs) ? 'u' : 'k';
+		if (!in_hardirq() || !regs)
+			regs = NULL;
+		sci_interrupted = !regs ? 't' : is_idle_task(current) ? 'i' :
+				  user_mode(regs) ? 'u' : 'k';
 		memcpy(sci_interrupted_comm, current->comm, TASK_COMM_LEN);
 		sci_interrupted_ip = regs && !user_mode(regs) ?
 				     instruction_pointer(regs) : 0;

@@ -230,6 +230,32 @@ static int reload_without_sci(const char *ko)
 	return 0;
 }
 
+/* The module's own lines about the SCI path (its cost measured at load). */
+static void print_sci_log(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	static char rec[8192];
+
+	if (fd < 0)
+		return;
+	for (;;) {
+		ssize_t n = read(fd, rec, sizeof(rec) - 1);
+		char *msg;
+
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		msg = strchr(rec, ';');
+		if (!msg || !strstr(msg, "sysgenid: SCI path"))
+			continue;
+		msg[strcspn(msg, "\n")] = '\0';
+		printf("KRNG kmsg %s\n", msg + 1);
+	}
+	close(fd);
+}
+
 static int before_save(const char *ko)
 {
 	const char *sci = getenv("KRNG_SCI");
@@ -242,6 +268,7 @@ static int before_save(const char *ko)
 		snprintf(why, sizeof(why), "%s", strerror(-ret));
 		check(ret == 0, "module reloaded with sci_path=0", why);
 	}
+	print_sci_log();
 	read_file(SCI_SYSFS, buf, sizeof(buf));
 	buf[strcspn(buf, "\n")] = '\0';
 	printf("KRNG sci-state %s\n", buf);

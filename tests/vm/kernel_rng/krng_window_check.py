@@ -204,6 +204,10 @@ def one_run(kernel, kos, accel, args, mode):
 			origin.wait_for('^vmctl: await after-restore', 120)
 		ok = vmctl._insmod_ok(origin)
 		ok &= vmctl.report(origin, [(prog, 'before-save')])
+		# the module's own lines, the SCI handler's cost among them
+		for line in re.findall(r'^KRNG kmsg (.*)$', origin.read_log().
+				       replace('\r', ''), re.M):
+			vmctl.log('%s origin: %s' % (mode, line))
 		with vmctl.phase('%s: save' % mode):
 			origin.save(state)
 		names = ['clone%d' % i for i in range(1, args.clones + 1)]
