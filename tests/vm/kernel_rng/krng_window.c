@@ -34,12 +34,10 @@
  * clock); kernel log times are mapped onto it through a line this program
  * writes to /dev/kmsg.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/random.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
