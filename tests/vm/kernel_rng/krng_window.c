@@ -165,15 +165,19 @@ static void drawer(const char *name, bool sleeping)
 
 	for (;;) {
 		bool before = guid_moved(), after;
+		int64_t t_after;
 		uint64_t v;
 
+		/* read after the GUID: a new GUID makes t post-resume */
 		t = mono_ns();
 		if (getrandom(&v, sizeof(v), 0) != sizeof(v))
 			_exit(3);
+		/* read before it: an old GUID makes t_after pre-save */
+		t_after = mono_ns();
 		after = guid_moved();
 		if (!after) {
 			pre++;
-			last_old = mono_ns();
+			last_old = t_after;
 		} else {
 			if (!first_new && before)
 				first_new = t;
