@@ -395,12 +395,20 @@ static ssize_t guid_page_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(guid_page);
 
+static ssize_t sci_path_show(struct device *dev,
+			     struct device_attribute *attr, char *buf)
+{
+	return sysgenid_sci_path_show(buf, PAGE_SIZE);
+}
+static DEVICE_ATTR_RO(sci_path);
+
 static struct attribute *sysgenid_attrs[] = {
 	&dev_attr_generation.attr,
 	&dev_attr_watchers.attr,
 	&dev_attr_outdated_watchers.attr,
 	&dev_attr_mode.attr,
 	&dev_attr_guid_page.attr,
+	&dev_attr_sci_path.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(sysgenid);

@@ -70,6 +70,7 @@ static const char *const cause_name[] = {
 	[SYSGENID_BY_REQUEST] = "on request",
 	[SYSGENID_BY_ACPI] = "ACPI notification",
 	[SYSGENID_BY_KERNEL] = "kernel vmfork notifier",
+	[SYSGENID_BY_SCI] = "SCI path",
 };
 
 /* At load, before any caller: the GUID of this boot is handled. */

@@ -10,6 +10,8 @@
  *			binding the device
  *	crng_reseed.c	making the kernel's crng reseed now
  *	guid_change.c	handling a GUID change once: mix, reseed, bump
+ *	sci_path.c	seeing a change in the SCI, reseeding before the
+ *			interrupted task runs on
  */
 #ifndef SYSGENID_INTERNAL_H
 #define SYSGENID_INTERNAL_H
@@ -70,11 +72,17 @@ enum sysgenid_cause {
 	SYSGENID_BY_REQUEST,		/* SYSGENID_HANDLE_GUID_CHANGE */
 	SYSGENID_BY_ACPI,		/* our ACPI notify handler */
 	SYSGENID_BY_KERNEL,		/* the kernel's vmfork notifier */
+	SYSGENID_BY_SCI,		/* sci_path.c's thread */
 };
 
 void sysgenid_guid_change_init(void);
 int sysgenid_guid_handle(enum sysgenid_cause cause);
 int sysgenid_notifier_register(void);
 void sysgenid_notifier_unregister(void);
+
+/* sci_path.c */
+void sysgenid_sci_path_init(void);
+void sysgenid_sci_path_exit(void);
+int sysgenid_sci_path_show(char *buf, size_t len);
 
 #endif /* SYSGENID_INTERNAL_H */

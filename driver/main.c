@@ -158,9 +158,10 @@ static int __init sysgenid_init(void)
 		if (ret)
 			goto err_vmgenid;
 	}
+	sysgenid_sci_path_init();
 	ret = sysgenid_dev_register();
 	if (ret)
-		goto err_notifier;
+		goto err_sci;
 
 	if (sysgenid_mode == SYSGENID_MODE_ACPI)
 		pr_info("mode acpi: no vmgenid driver in the kernel; the module reseeds the kernel RNG on each GUID change, then bumps the counter\n");
@@ -170,7 +171,8 @@ static int __init sysgenid_init(void)
 			" or an earlier SYSGENID_HANDLE_GUID_CHANGE" : "");
 	return 0;
 
-err_notifier:
+err_sci:
+	sysgenid_sci_path_exit();
 	if (sysgenid_mode == SYSGENID_MODE_NOTIFIER)
 		sysgenid_notifier_unregister();
 err_vmgenid:
@@ -184,6 +186,7 @@ err_reseed:
 static void __exit sysgenid_exit(void)
 {
 	sysgenid_dev_unregister();
+	sysgenid_sci_path_exit();
 	/* Both wait for a handler in flight, which may reseed and bump. */
 	if (sysgenid_mode == SYSGENID_MODE_NOTIFIER)
 		sysgenid_notifier_unregister();
