@@ -10,6 +10,7 @@
  *			binding the device
  *	crng_reseed.c	making the kernel's crng reseed now
  *	guid_change.c	handling a GUID change once: mix, reseed, bump
+ *	test_hook.c	for the tests: the vmfork callback in hard IRQ
  */
 #ifndef SYSGENID_INTERNAL_H
 #define SYSGENID_INTERNAL_H
@@ -45,6 +46,8 @@ void sysgenid_dev_exit(void);
  * sysgenid_guid_page_problem() was NULL and the guid_page parameter allows
  * (main.c decides; sysgenid_guid_offered holds the outcome).
  */
+bool sysgenid_vmgenid_driver_bound(void);
+void sysgenid_vmgenid_driver_put(void);
 int sysgenid_vmgenid_find(void);
 int sysgenid_vmgenid_bind(void);
 void sysgenid_vmgenid_release(void);
@@ -76,5 +79,12 @@ void sysgenid_guid_change_init(void);
 int sysgenid_guid_handle(enum sysgenid_cause cause);
 int sysgenid_notifier_register(void);
 void sysgenid_notifier_unregister(void);
+void sysgenid_notifier_call(void);
+void sysgenid_guid_forget(void);
+void sysgenid_fail_next_reseed(void);
+
+/* test_hook.c */
+void sysgenid_test_hook_init(void);
+void sysgenid_test_hook_exit(void);
 
 #endif /* SYSGENID_INTERNAL_H */
