@@ -361,17 +361,6 @@ static const struct vm_operations_struct sysgenid_counter_vm_ops = {
 	.fault = sysgenid_counter_fault,
 };
 
-/* The same for the GUID page, a frame without a struct page to share. */
-static vm_fault_t sysgenid_guid_fault(struct vm_fault *vmf)
-{
-	return vmf_insert_pfn(vmf->vma, vmf->address,
-			      PHYS_PFN(sysgenid_guid_page_phys()));
-}
-
-static const struct vm_operations_struct sysgenid_guid_vm_ops = {
-	.fault = sysgenid_guid_fault,
-};
-
 /*
  * The hypervisor's page itself, not a copy: the hypervisor rewrites the
  * GUID before any vCPU runs after a restore, so a reader sees the new one
@@ -381,8 +370,11 @@ static const struct vm_operations_struct sysgenid_guid_vm_ops = {
  */
 static int sysgenid_mmap_guid(struct vm_area_struct *vma)
 {
-	vma->vm_ops = &sysgenid_guid_vm_ops;
-	sysgenid_vma_seal(vma, VM_PFNMAP | VM_IO);
+	/*
+	 * remap_pfn_range() makes it VM_PFNMAP: madvise(MADV_DONTNEED)
+	 * refuses such a mapping (EINVAL), so no fault handler is needed.
+	 */
+	sysgenid_vma_seal(vma, 0);
 	return remap_pfn_range(vma, vma->vm_start,
 			       PHYS_PFN(sysgenid_guid_page_phys()), PAGE_SIZE,
 			       vma->vm_page_prot);
