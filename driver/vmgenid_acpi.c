@@ -236,6 +236,25 @@ static void vmgenid_unmap_guid(void)
 	vmgenid_guid = NULL;
 }
 
+/* The first vmgenid ACPI device, with a reference; or NULL. */
+static struct acpi_device *vmgenid_find_adev(void)
+{
+	const struct acpi_device_id *id;
+	struct acpi_device *adev = NULL;
+
+	for (id = sysgenid_vmgenid_ids; id->id[0] && !adev; id++)
+		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
+	return adev;
+}
+
+static bool vmgenid_adev_exists(void)
+{
+	struct acpi_device *adev = vmgenid_find_adev();
+
+	acpi_dev_put(adev);
+	return adev;
+}
+
 /* Stops driver_for_each_device() at the first device: one is bound. */
 static int vmgenid_any_device(struct device *dev, void *data)
 {
@@ -253,8 +272,7 @@ static int vmgenid_any_device(struct device *dev, void *data)
  */
 bool sysgenid_vmgenid_driver_bound(void)
 {
-	const struct acpi_device_id *id;
-	struct acpi_device *adev = NULL;
+	struct acpi_device *adev;
 	struct device_driver *drv;
 
 	drv = driver_find("vmgenid", &platform_bus_type);
@@ -268,8 +286,7 @@ bool sysgenid_vmgenid_driver_bound(void)
 		module_put(drv->owner);
 	}
 
-	for (id = sysgenid_vmgenid_ids; id->id[0] && !adev; id++)
-		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
+	adev = vmgenid_find_adev();
 	if (!adev)
 		return false;
 	device_lock(&adev->dev);
@@ -297,12 +314,9 @@ void sysgenid_vmgenid_driver_put(void)
  */
 int sysgenid_vmgenid_find(void)
 {
-	const struct acpi_device_id *id;
-	struct acpi_device *adev = NULL;
+	struct acpi_device *adev = vmgenid_find_adev();
 	int ret;
 
-	for (id = sysgenid_vmgenid_ids; id->id[0] && !adev; id++)
-		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
 	if (!adev) {
 		strscpy(sysgenid_vmgenid_why,
 			"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
@@ -375,7 +389,8 @@ int sysgenid_vmgenid_bind(void)
 	if (!vmgenid_bound) {
 		sysgenid_vmgenid_release();
 		if (!sysgenid_vmgenid_why[0])
-			strscpy(sysgenid_vmgenid_why,
+			strscpy(sysgenid_vmgenid_why, vmgenid_adev_exists() ?
+				"the ACPI vmgenid device could not be bound (busy, or left in use by a driver unbound from it)" :
 				"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
 				sizeof(sysgenid_vmgenid_why));
 		return -ENODEV;
