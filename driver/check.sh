@@ -10,7 +10,8 @@
 #   Without KDIR: the trees that $SYSGENID_CHECK_VMCTL (a vmctl.py command
 #   line) fetches for the kernels in $SYSGENID_CHECK_KERNELS (default
 #   "generic 6.12 cloud"), else the running kernel's.
-#   $LINUX_SOURCE: the tarball (default: the newest /usr/src/linux-source-*).
+#   $LINUX_SOURCE: the tarball (default: the newest /usr/src/linux-source-*);
+#   $SYSGENID_CHECK_CACHE: where to keep the scripts unpacked from it.
 # Exit: 0 clean, 1 findings, 77 when sparse, a tree or the tarball is absent.
 #
 # One checkpatch type is ignored, argued here: LINUX_VERSION_CODE. An
@@ -79,10 +80,22 @@ done
 src=${LINUX_SOURCE:-$(ls /usr/src/linux-source-*.tar.* 2>/dev/null | sort -V | tail -n 1)}
 [ -n "$src" ] && [ -f "$src" ] || skip "no linux-source tarball (apt-get install linux-source)"
 top=$(tar tf "$src" 2>/dev/null | head -n 1 | cut -d/ -f1)
-tar xf "$src" -C "$tmp" "$top/scripts/checkpatch.pl" \
-	"$top/scripts/spelling.txt" "$top/scripts/const_structs.checkpatch" ||
-	skip "$src: no scripts/checkpatch.pl"
-if perl "$tmp/$top/scripts/checkpatch.pl" --strict --no-tree --terse \
+# Unpacking three files reads the whole tarball (a minute or two): keep
+# them in $SYSGENID_CHECK_CACHE, keyed by the tarball's digest.
+cpdir=$tmp/$top
+if [ -n "${SYSGENID_CHECK_CACHE:-}" ]; then
+	key=$(sha256sum "$src" | cut -c1-16)
+	mkdir -p "$SYSGENID_CHECK_CACHE/checkpatch/$key/$top" 2>/dev/null &&
+		cpdir=$SYSGENID_CHECK_CACHE/checkpatch/$key/$top
+fi
+if [ ! -f "$cpdir/scripts/.complete" ]; then
+	mkdir -p "$cpdir" && tar xf "$src" -C "$cpdir/.." \
+		"$top/scripts/checkpatch.pl" "$top/scripts/spelling.txt" \
+		"$top/scripts/const_structs.checkpatch" ||
+		skip "$src: no scripts/checkpatch.pl"
+	touch "$cpdir/scripts/.complete"
+fi
+if perl "$cpdir/scripts/checkpatch.pl" --strict --no-tree --terse \
 	--show-types --ignore LINUX_VERSION_CODE -f \
 	"$here"/*.c "$here"/*.h "$here"/uapi/linux/*.h >"$tmp/cp.log" 2>&1 &&
 	! grep -q -E '(ERROR|WARNING|CHECK):' "$tmp/cp.log"; then

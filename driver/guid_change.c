@@ -118,6 +118,8 @@ int sysgenid_guid_handle(enum sysgenid_cause cause)
 	int ret;
 	u32 gen;
 
+	/* Never from the vmfork chain directly: it may run in hard IRQ. */
+	might_sleep();
 	if (cause == SYSGENID_BY_REQUEST) {
 		ret = mutex_lock_interruptible(&handle_lock);
 		if (ret)

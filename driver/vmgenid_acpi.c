@@ -388,9 +388,12 @@ int sysgenid_vmgenid_bind(void)
 	vmgenid_registered = true;
 	if (!vmgenid_bound) {
 		sysgenid_vmgenid_release();
-		if (!sysgenid_vmgenid_why[0])
-			strscpy(sysgenid_vmgenid_why, vmgenid_adev_exists() ?
-				"the ACPI vmgenid device could not be bound (busy, or left in use by a driver unbound from it)" :
+		if (!sysgenid_vmgenid_why[0] && vmgenid_adev_exists())
+			strscpy(sysgenid_vmgenid_why,
+				"the ACPI vmgenid device could not be bound (busy, or left in use by a driver unbound from it)",
+				sizeof(sysgenid_vmgenid_why));
+		else if (!sysgenid_vmgenid_why[0])
+			strscpy(sysgenid_vmgenid_why,
 				"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
 				sizeof(sysgenid_vmgenid_why));
 		return -ENODEV;

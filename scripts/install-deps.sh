@@ -9,6 +9,7 @@ packages="
 	liburcu-dev libcmocka-dev libssl-dev
 	python3 busybox-static kmod
 	valgrind groff-base man-db
+	sparse linux-source-6.1
 "
 # QEMU without recommends: the recommends pull a whole GUI stack.
 qemu_packages="qemu-system-x86"
