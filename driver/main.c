@@ -24,7 +24,6 @@
 #include <linux/namei.h>
 #include <linux/random.h>
 #include <linux/string.h>
-
 #include <linux/version.h>
 
 #include <asm/archrandom.h>
