@@ -1293,7 +1293,7 @@ static const char *t_no_random_device(void)
 		      "mode acpi without a random device: load %d (%s), want ENODEV",
 		      res[0], res[0] ? strerror(res[1]) : "loaded");
 		snprintf(want, sizeof(want),
-			 "the kernel has no vmgenid driver and the module cannot reseed its RNG (%s); not loading",
+			 "no vmgenid driver is bound and the module cannot reseed the kernel RNG (%s); not loading",
 			 why);
 		log = klog_since(NULL);
 		CHECK(log, "cannot read the kernel log");
