@@ -61,11 +61,23 @@ static bool sysgenid_fd_outdated(const struct sysgenid_file *f)
 	return READ_ONCE(f->acked_seq) != READ_ONCE(sysgenid_seq);
 }
 
-u32 sysgenid_bump(u32 min_gen)
+/*
+ * The counter's one change. A trigger (refuse_wrap) is refused with
+ * -EOVERFLOW where the counter is U32_MAX: a lazy reader of the mapped
+ * page compares the counter with the value it saw, and a counter brought
+ * back to that value (ABA) would hide every change in between. Only a
+ * privileged trigger can bring the counter near U32_MAX (restores alone
+ * take 2^32 changes), so the kernel's own changes still wrap there.
+ */
+static int sysgenid_change(u32 min_gen, bool refuse_wrap, u32 *out)
 {
 	u32 gen;
 
 	spin_lock(&sysgenid_lock);
+	if (refuse_wrap && sysgenid_gen == U32_MAX) {
+		spin_unlock(&sysgenid_lock);
+		return -EOVERFLOW;
+	}
 	gen = max(min_gen, sysgenid_gen + 1);
 	/* Only u32 wrap-around can make max() land on the current value. */
 	if (gen == sysgenid_gen)
@@ -84,7 +96,24 @@ u32 sysgenid_bump(u32 min_gen)
 
 	wake_up_interruptible_all(&sysgenid_read_wq);
 	wake_up_interruptible_all(&sysgenid_outdated_wq);
+	*out = gen;
+	return 0;
+}
+
+u32 sysgenid_bump(u32 min_gen)
+{
+	u32 gen;
+
+	sysgenid_change(min_gen, false, &gen);
 	return gen;
+}
+
+/* SYSGENID_TRIGGER_GEN_UPDATE */
+static int sysgenid_trigger(u32 min_gen)
+{
+	u32 gen;
+
+	return sysgenid_change(min_gen, true, &gen);
 }
 
 u32 sysgenid_generation(void)
@@ -229,7 +258,18 @@ static long sysgenid_wait_watchers(struct sysgenid_file *f,
 	 */
 	ret = wait_event_interruptible_hrtimeout(sysgenid_outdated_wq,
 						 sysgenid_wait_done(f), timeout);
+	/*
+	 * The original ABI's EINTR for a caller that fell behind: no signal
+	 * is involved, so it is never restarted.
+	 */
 	if (sysgenid_fd_outdated(f))
+		return -EINTR;
+	/*
+	 * A signal: a restart would begin the whole timeout again, so a
+	 * bounded wait fails with EINTR; an unbounded one is restarted
+	 * where the handler asks for it (SA_RESTART).
+	 */
+	if (ret == -ERESTARTSYS && timeout != KTIME_MAX)
 		return -EINTR;
 	/* 0, -ETIME on timeout (as the original driver), or -ERESTARTSYS. */
 	return ret;
@@ -262,8 +302,7 @@ static long sysgenid_ioctl(struct file *file, unsigned int cmd,
 			return -EACCES;
 		if (arg > U32_MAX)
 			return -EINVAL;
-		sysgenid_bump(arg);
-		return 0;
+		return sysgenid_trigger(arg);
 	case SYSGENID_GET_GUID_OFFSET:
 		if (arg)
 			return -EINVAL;
@@ -285,38 +324,57 @@ static long sysgenid_ioctl(struct file *file, unsigned int cmd,
 	}
 }
 
-static void sysgenid_vma_seal(struct vm_area_struct *vma)
+static void sysgenid_vma_seal(struct vm_area_struct *vma,
+			      vm_flags_t set)
 {
 	/*
 	 * Without VM_MAYWRITE, neither mprotect() nor a forced ptrace write
-	 * can make the shared page writable; DONTEXPAND stops mremap() from
+	 * can make the shared page writable, and without VM_MAYEXEC no
+	 * mprotect() can make it executable; DONTEXPAND stops mremap() from
 	 * growing the mapping past it.
 	 */
+	set |= VM_DONTEXPAND | VM_DONTDUMP;
 #if KERNEL_VERSION(6, 3, 0) <= LINUX_VERSION_CODE
-	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
-	vm_flags_clear(vma, VM_MAYWRITE);
+	vm_flags_mod(vma, set, VM_MAYWRITE | VM_MAYEXEC);
 #else
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
-	vma->vm_flags &= ~VM_MAYWRITE;
+	vma->vm_flags |= set;
+	vma->vm_flags &= ~(VM_MAYWRITE | VM_MAYEXEC);
 #endif
 }
 
 /*
+ * The counter page is inserted when it is first touched, and again after
+ * MADV_DONTNEED (or anything else) zapped it: a read never gets SIGBUS.
+ * The mapping holds a reference on the file and so on this module: the
+ * page cannot be freed while it is mapped.
+ */
+static vm_fault_t sysgenid_counter_fault(struct vm_fault *vmf)
+{
+	struct page *page = virt_to_page(sysgenid_page);
+
+	get_page(page);
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct sysgenid_counter_vm_ops = {
+	.fault = sysgenid_counter_fault,
+};
+
+/*
  * The hypervisor's page itself, not a copy: the hypervisor rewrites the
  * GUID before any vCPU runs after a restore, so a reader sees the new one
- * at its first instruction. The page is firmware memory outside System
- * RAM that holds nothing but the vmgenid blob (checked at load).
+ * at its first instruction. The page is firmware memory, claimed by us
+ * inside a reserved or ACPI NVS region, that holds nothing but the
+ * vmgenid blob (checked at load; vmgenid_acpi.c).
  */
 static int sysgenid_mmap_guid(struct vm_area_struct *vma)
 {
 	/*
-	 * A private mapping could be made writable by copy-on-write.
-	 * VM_MAYSHARE, not VM_SHARED: mmap() drops VM_SHARED from a shared
-	 * mapping of a file not open for writing.
+	 * remap_pfn_range() makes it VM_PFNMAP: madvise(MADV_DONTNEED)
+	 * refuses such a mapping (EINVAL), so no fault handler is needed.
 	 */
-	if (!(vma->vm_flags & VM_MAYSHARE))
-		return -EINVAL;
-	sysgenid_vma_seal(vma);
+	sysgenid_vma_seal(vma, 0);
 	return remap_pfn_range(vma, vma->vm_start,
 			       PHYS_PFN(sysgenid_guid_page_phys()), PAGE_SIZE,
 			       vma->vm_page_prot);
@@ -328,17 +386,22 @@ static int sysgenid_mmap(struct file *file, struct vm_area_struct *vma)
 		return -EINVAL;
 	if (vma->vm_pgoff == SYSGENID_GUID_PGOFF && !sysgenid_guid_offered)
 		return -ENODEV;
-	if (vma->vm_flags & VM_WRITE)
+	if (vma->vm_flags & (VM_WRITE | VM_EXEC))
 		return -EPERM;
+	/*
+	 * Both pages are shared read-only views; a private mapping could be
+	 * made writable by copy-on-write. VM_MAYSHARE, not VM_SHARED: mmap()
+	 * drops VM_SHARED from a shared mapping of a file not open for
+	 * writing.
+	 */
+	if (!(vma->vm_flags & VM_MAYSHARE))
+		return -EINVAL;
 	if (vma->vm_pgoff == SYSGENID_GUID_PGOFF)
 		return sysgenid_mmap_guid(vma);
 
-	sysgenid_vma_seal(vma);
-	/*
-	 * The mapping holds a reference on the file and so on this module:
-	 * the page cannot be freed while it is mapped.
-	 */
-	return vm_insert_page(vma, vma->vm_start, virt_to_page(sysgenid_page));
+	vma->vm_ops = &sysgenid_counter_vm_ops;
+	sysgenid_vma_seal(vma, 0);
+	return 0;
 }
 
 static const struct file_operations sysgenid_fops = {

@@ -17,7 +17,9 @@
  *     the mapped page; interruptible);
  *   - mode "acpi": our ACPI notify handler;
  *   - mode "notifier": the kernel's vmfork notifier chain, which its
- *     vmgenid driver runs after its own add_vmfork_randomness() reseed.
+ *     vmgenid driver runs after its own add_vmfork_randomness() reseed
+ *     (through a work item: the chain may run in hard IRQ). There our own
+ *     reseed failing does not keep the counter: the kernel's stands.
  *
  * Interleavings (mode "notifier"; mode "acpi" is the same with our notify
  * handler in place of the kernel's chain, and no reseed of its own):
@@ -55,11 +57,13 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/atomic.h>
 #include <linux/ktime.h>
 #include <linux/mutex.h>
 #include <linux/notifier.h>
 #include <linux/random.h>
 #include <linux/string.h>
+#include <linux/workqueue.h>
 
 #include "internal.h"
 
@@ -79,6 +83,29 @@ void sysgenid_guid_change_init(void)
 	sysgenid_guid_read(handled_guid);
 }
 
+/* Test hook (test_hook.c): the next caller finds the GUID changed. */
+void sysgenid_guid_forget(void)
+{
+	mutex_lock(&handle_lock);
+	memset(handled_guid, 0, sizeof(handled_guid));
+	mutex_unlock(&handle_lock);
+}
+
+/* Test hook: the module's next reseed fails, as a real one could. */
+static atomic_t fail_next_reseed = ATOMIC_INIT(0);
+
+void sysgenid_fail_next_reseed(void)
+{
+	atomic_set(&fail_next_reseed, 1);
+}
+
+static int sysgenid_reseed(void)
+{
+	if (atomic_xchg(&fail_next_reseed, 0))
+		return -EIO;
+	return sysgenid_crng_reseed();
+}
+
 /*
  * 0 once the GUID in memory now is handled; -EINTR (request only) if a
  * signal came while waiting for another caller; -EIO if the kernel RNG
@@ -92,6 +119,8 @@ int sysgenid_guid_handle(enum sysgenid_cause cause)
 	int ret;
 	u32 gen;
 
+	/* Never from the vmfork chain directly: it may run in hard IRQ. */
+	might_sleep();
 	if (cause == SYSGENID_BY_REQUEST) {
 		ret = mutex_lock_interruptible(&handle_lock);
 		if (ret)
@@ -112,10 +141,20 @@ int sysgenid_guid_handle(enum sysgenid_cause cause)
 
 	start = ktime_get();
 	add_device_randomness(now, sizeof(now));
-	ret = sysgenid_crng_reseed();
+	ret = sysgenid_reseed();
 	if (ret == -ENODATA) {
 		/* As add_vmfork_randomness(): the pool has it for the seed. */
 		pr_notice("crng not seeded yet: the GUID waits in the pool for its first seed\n");
+		ret = 0;
+	}
+	if (ret && cause == SYSGENID_BY_KERNEL) {
+		/*
+		 * The kernel has already reseeded for this change before it
+		 * ran its chain: the promise holds without our reseed, and
+		 * a restore must never be lost.
+		 */
+		pr_warn("%s: cannot reseed the kernel RNG again (%d); the kernel's own reseed stands\n",
+			cause_name[cause], ret);
 		ret = 0;
 	}
 	if (ret) {
@@ -134,14 +173,33 @@ out:
 	return ret;
 }
 
-/* Mode "notifier". Process context, after the kernel's own reseed. */
-static int sysgenid_vmfork(struct notifier_block *nb, unsigned long action,
-			   void *data)
+/*
+ * Mode "notifier": the kernel's notification, after its own reseed. Each
+ * one moves the counter unless a request already handled the GUID it is
+ * for. Process context, in the worker.
+ */
+static void sysgenid_vmfork_work_fn(struct work_struct *work)
 {
 	if (sysgenid_guid_present())
 		sysgenid_guid_handle(SYSGENID_BY_KERNEL);
 	else
 		pr_info("VM fork: generation %u\n", sysgenid_bump(0));
+}
+
+static DECLARE_WORK(sysgenid_vmfork_work, sysgenid_vmfork_work_fn);
+
+/*
+ * The chain is run from the ACPI notify worker on x86, but from the
+ * driver's interrupt handler where vmgenid binds through device tree
+ * (6.10+): hard-IRQ context, where neither the mutex, the reseed nor the
+ * log may be used. So the callback only queues the work, in any context.
+ * Notifications that come while the work is pending share its run, which
+ * handles the GUID then in memory: the newest.
+ */
+static int sysgenid_vmfork(struct notifier_block *nb, unsigned long action,
+			   void *data)
+{
+	schedule_work(&sysgenid_vmfork_work);
 	return NOTIFY_DONE;
 }
 
@@ -158,8 +216,15 @@ int sysgenid_notifier_register(void)
 	return ret;
 }
 
-/* Waits for a notifier call in flight. */
+/* Waits for a notifier call in flight, then for the work it queued. */
 void sysgenid_notifier_unregister(void)
 {
 	unregister_random_vmfork_notifier(&sysgenid_nb);
+	flush_work(&sysgenid_vmfork_work);
+}
+
+/* The callback, as the chain would run it (test_hook.c, any context). */
+void sysgenid_notifier_call(void)
+{
+	sysgenid_nb.notifier_call(&sysgenid_nb, 0, NULL);
 }

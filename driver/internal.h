@@ -12,6 +12,7 @@
  *	guid_change.c	handling a GUID change once: mix, reseed, bump
  *	sci_path.c	seeing a change in the SCI, reseeding before the
  *			interrupted task runs on
+ *	test_hook.c	for the tests: the vmfork callback in hard IRQ
  */
 #ifndef SYSGENID_INTERNAL_H
 #define SYSGENID_INTERNAL_H
@@ -47,6 +48,8 @@ void sysgenid_dev_exit(void);
  * sysgenid_guid_page_problem() was NULL and the guid_page parameter allows
  * (main.c decides; sysgenid_guid_offered holds the outcome).
  */
+bool sysgenid_vmgenid_driver_bound(void);
+void sysgenid_vmgenid_driver_put(void);
 int sysgenid_vmgenid_find(void);
 int sysgenid_vmgenid_bind(void);
 void sysgenid_vmgenid_release(void);
@@ -79,6 +82,13 @@ void sysgenid_guid_change_init(void);
 int sysgenid_guid_handle(enum sysgenid_cause cause);
 int sysgenid_notifier_register(void);
 void sysgenid_notifier_unregister(void);
+void sysgenid_notifier_call(void);
+void sysgenid_guid_forget(void);
+void sysgenid_fail_next_reseed(void);
+
+/* test_hook.c */
+void sysgenid_test_hook_init(void);
+void sysgenid_test_hook_exit(void);
 
 /* sci_path.c */
 void sysgenid_sci_path_init(void);

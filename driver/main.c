@@ -3,13 +3,14 @@
  * sysgenid: the SysGenID system generation counter on stock kernels.
  *
  * The counter moves when the VM generation ID changes, after the kernel's
- * RNG has reseeded. Two modes, chosen by how the kernel was built:
+ * RNG has reseeded. Two modes, chosen at load by what is bound:
  *
- *   "notifier"	the kernel has a vmgenid driver (CONFIG_VMGENID): it owns
- *		the ACPI device, reseeds and runs the vmfork notifier
- *		chain, on which we listen;
- *   "acpi"	it has none (Debian's cloud kernel): we bind the ACPI
- *		device ourselves and do the kernel's part too.
+ *   "notifier"	the kernel's vmgenid driver is bound to the device: it
+ *		reseeds and runs the vmfork notifier chain, on which we
+ *		listen;
+ *   "acpi"	it is not (Debian's cloud kernel has none; elsewhere it
+ *		may be a module not loaded, blacklisted or unbound): we
+ *		bind the ACPI device ourselves and do the kernel's part too.
  *
  * In both, where the module can read the GUID, SYSGENID_HANDLE_GUID_CHANGE
  * lets user space have a change handled at once, and the page holding the
@@ -23,10 +24,19 @@
 #include <linux/namei.h>
 #include <linux/random.h>
 #include <linux/string.h>
+#include <linux/version.h>
 
 #include <asm/archrandom.h>
 
 #include "internal.h"
+
+/*
+ * arch_get_random_seed_longs() and the RNG behind add_vmfork_randomness()
+ * as this module knows them date from 6.0; tested on 6.1 and 6.12.
+ */
+#if KERNEL_VERSION(6, 0, 0) > LINUX_VERSION_CODE
+#error "sysgenid needs Linux 6.0 or later (tested on 6.1 and 6.12)"
+#endif
 
 static int guid_page = -1;
 module_param(guid_page, int, 0444);
@@ -123,25 +133,31 @@ static int __init sysgenid_init(void)
 		       SYSGENID_DEVICE_NAME, other);
 		return -EEXIST;
 	}
-	/* The notifier functions are inline stubs without the driver. */
-	sysgenid_mode = IS_ENABLED(CONFIG_VMGENID) ? SYSGENID_MODE_NOTIFIER :
-						     SYSGENID_MODE_ACPI;
+	/*
+	 * The notifier functions are inline stubs without CONFIG_VMGENID;
+	 * with it, the notifications come only from a bound driver.
+	 */
+	sysgenid_mode = IS_ENABLED(CONFIG_VMGENID) &&
+			sysgenid_vmgenid_driver_bound() ?
+			SYSGENID_MODE_NOTIFIER : SYSGENID_MODE_ACPI;
 
 	ret = sysgenid_dev_init();
-	if (ret)
+	if (ret) {
+		sysgenid_vmgenid_driver_put();
 		return ret;
+	}
 	sysgenid_reseed_init(no_reseed, sizeof(no_reseed));
 
 	if (sysgenid_mode == SYSGENID_MODE_ACPI) {
 		if (no_reseed[0]) {
-			pr_err("the kernel has no vmgenid driver and the module cannot reseed its RNG (%s); not loading\n",
+			pr_err("no vmgenid driver is bound and the module cannot reseed the kernel RNG (%s); not loading\n",
 			       no_reseed);
 			ret = -ENODEV;
 			goto err_reseed;
 		}
 		ret = sysgenid_vmgenid_bind();
 		if (ret) {
-			pr_err("the kernel has no vmgenid driver and %s: nothing would move the counter; not loading\n",
+			pr_err("no vmgenid driver is bound and %s: nothing would move the counter; not loading\n",
 			       sysgenid_vmgenid_why);
 			ret = -ENODEV;
 			goto err_reseed;
@@ -162,9 +178,10 @@ static int __init sysgenid_init(void)
 	ret = sysgenid_dev_register();
 	if (ret)
 		goto err_sci;
+	sysgenid_test_hook_init();
 
 	if (sysgenid_mode == SYSGENID_MODE_ACPI)
-		pr_info("mode acpi: no vmgenid driver in the kernel; the module reseeds the kernel RNG on each GUID change, then bumps the counter\n");
+		pr_info("mode acpi: no vmgenid driver is bound; the module reseeds the kernel RNG on each GUID change, then bumps the counter\n");
 	else
 		pr_info("mode notifier: the kernel's vmgenid driver reseeds its RNG; the counter follows its vmfork notifier%s\n",
 			sysgenid_guid_present() ?
@@ -180,11 +197,13 @@ err_vmgenid:
 err_reseed:
 	sysgenid_reseed_exit();
 	sysgenid_dev_exit();
+	sysgenid_vmgenid_driver_put();
 	return ret;
 }
 
 static void __exit sysgenid_exit(void)
 {
+	sysgenid_test_hook_exit();
 	sysgenid_dev_unregister();
 	sysgenid_sci_path_exit();
 	/* Both wait for a handler in flight, which may reseed and bump. */
@@ -193,6 +212,7 @@ static void __exit sysgenid_exit(void)
 	sysgenid_vmgenid_release();
 	sysgenid_reseed_exit();
 	sysgenid_dev_exit();
+	sysgenid_vmgenid_driver_put();
 }
 
 module_init(sysgenid_init);

@@ -24,9 +24,12 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/acpi.h>
+#include <linux/device.h>
 #include <linux/io.h>
 #include <linux/ioport.h>
 #include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/platform_device.h>
 #include <linux/string.h>
 
 #include "internal.h"
@@ -49,6 +52,12 @@ static unsigned int vmgenid_offset;	/* of the GUID in its page */
 static char vmgenid_page_why[128];	/* empty: the page holds only it */
 static struct acpi_device *vmgenid_bound;	/* mode "acpi" only */
 static bool vmgenid_registered;		/* mode "acpi" only */
+/* The GUID's page, claimed in the iomem tree while we may map it. */
+static struct resource vmgenid_res;
+static bool vmgenid_res_claimed;
+/* Mode "notifier": the kernel's driver, pinned while we listen to it. */
+static struct module *vmgenid_driver_owner;
+static bool vmgenid_driver_pinned;
 
 bool sysgenid_guid_present(void)
 {
@@ -75,15 +84,59 @@ unsigned int sysgenid_guid_offset(void)
 	return vmgenid_offset;
 }
 
+static void vmgenid_release_page(void)
+{
+	if (vmgenid_res_claimed)
+		remove_resource(&vmgenid_res);
+	vmgenid_res_claimed = false;
+}
+
 /*
- * Whether the page may be mapped into user space: QEMU's layout, outside
- * System RAM, nothing in it but a non-zero GUID. Anything else there
- * (Firecracker and Hyper-V place the 16 bytes among other firmware data)
- * would be shown along with it.
+ * Claims the GUID's page exclusively, as a child of the resource that
+ * holds it: that must be firmware's reserved or ACPI NVS memory (QEMU's
+ * blob under SeaBIOS or OVMF), nested at any depth but under no System
+ * RAM, and nothing else may lie inside the page. So no MMIO window, PCI
+ * BAR, pmem, hole or RAM is ever mapped, and while the module is loaded
+ * nothing else can claim the frame that every later mmap() maps. NULL, or
+ * why not. The ancestors of our resource are firmware's, never removed.
+ */
+static const char *vmgenid_claim_page(void)
+{
+	struct resource *r;
+
+	vmgenid_res = (struct resource) {
+		.name = "sysgenid GUID page",
+		.start = vmgenid_page_phys,
+		.end = vmgenid_page_phys + PAGE_SIZE - 1,
+		.flags = IORESOURCE_MEM | IORESOURCE_BUSY |
+			 IORESOURCE_EXCLUSIVE,
+	};
+	if (insert_resource(&iomem_resource, &vmgenid_res))
+		return "the GUID's page is claimed already or crosses a resource boundary";
+	vmgenid_res_claimed = true;
+	if (vmgenid_res.child)
+		return "the GUID's page holds another resource";
+	r = vmgenid_res.parent;
+	if (r == &iomem_resource ||
+	    (r->desc != IORES_DESC_RESERVED &&
+	     r->desc != IORES_DESC_ACPI_NV_STORAGE))
+		return "the GUID's page is not in reserved or ACPI NVS memory";
+	for (; r && r != &iomem_resource; r = r->parent)
+		if (r->flags & IORESOURCE_SYSRAM)
+			return "the GUID's page is System RAM";
+	return NULL;
+}
+
+/*
+ * Whether the page may be mapped into user space: QEMU's layout, claimed
+ * inside firmware's reserved memory, nothing in it but a non-zero GUID.
+ * Anything else there (Firecracker and Hyper-V place the 16 bytes among
+ * other firmware data) would be shown along with it.
  */
 static void vmgenid_check_page(const u8 *page)
 {
 	const unsigned int end = vmgenid_offset + SYSGENID_GUID_SIZE;
+	const char *where;
 	const u8 *other;
 
 	if (vmgenid_offset != QEMU_VMGENID_GUID_OFFSET) {
@@ -92,25 +145,27 @@ static void vmgenid_check_page(const u8 *page)
 			 vmgenid_offset, QEMU_VMGENID_GUID_OFFSET);
 		return;
 	}
-	if (region_intersects(vmgenid_page_phys, PAGE_SIZE,
-			      IORESOURCE_SYSTEM_RAM, IORES_DESC_NONE) !=
-	    REGION_DISJOINT) {
-		strscpy(vmgenid_page_why, "the GUID's page is System RAM",
-			sizeof(vmgenid_page_why));
+	where = vmgenid_claim_page();
+	if (where) {
+		strscpy(vmgenid_page_why, where, sizeof(vmgenid_page_why));
+		vmgenid_release_page();
 		return;
 	}
 	if (!memchr_inv(page + vmgenid_offset, 0, SYSGENID_GUID_SIZE)) {
 		strscpy(vmgenid_page_why, "the GUID is all zero",
 			sizeof(vmgenid_page_why));
+		vmgenid_release_page();
 		return;
 	}
 	other = memchr_inv(page, 0, vmgenid_offset);
 	if (!other)
 		other = memchr_inv(page + end, 0, PAGE_SIZE - end);
-	if (other)
+	if (other) {
 		snprintf(vmgenid_page_why, sizeof(vmgenid_page_why),
 			 "the GUID's page holds other data (at byte %td)",
 			 other - page);
+		vmgenid_release_page();
+	}
 }
 
 /* Evaluates ADDR and maps the GUID; 0, or an error and a reason. */
@@ -159,9 +214,9 @@ static int vmgenid_map_guid(struct acpi_device *adev)
 			vmgenid_check_page(vmgenid_map);
 	}
 	if (!vmgenid_map) {
+		/* No address: this text is shown in world-readable sysfs. */
 		snprintf(sysgenid_vmgenid_why, sizeof(sysgenid_vmgenid_why),
-			 "%s: cannot map the GUID at %pa", dev_name(&adev->dev),
-			 &phys);
+			 "%s: cannot map the GUID", dev_name(&adev->dev));
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -174,10 +229,83 @@ out:
 
 static void vmgenid_unmap_guid(void)
 {
+	vmgenid_release_page();
 	if (vmgenid_map)
 		memunmap(vmgenid_map);
 	vmgenid_map = NULL;
 	vmgenid_guid = NULL;
+}
+
+/* The first vmgenid ACPI device, with a reference; or NULL. */
+static struct acpi_device *vmgenid_find_adev(void)
+{
+	const struct acpi_device_id *id;
+	struct acpi_device *adev = NULL;
+
+	for (id = sysgenid_vmgenid_ids; id->id[0] && !adev; id++)
+		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
+	return adev;
+}
+
+static bool vmgenid_adev_exists(void)
+{
+	struct acpi_device *adev = vmgenid_find_adev();
+
+	acpi_dev_put(adev);
+	return adev;
+}
+
+/* Stops driver_for_each_device() at the first device: one is bound. */
+static int vmgenid_any_device(struct device *dev, void *data)
+{
+	return 1;
+}
+
+/*
+ * Whether the kernel's vmgenid driver is bound to a device now, so that
+ * its vmfork notifications will come: CONFIG_VMGENID alone does not say
+ * (a module not loaded or blacklisted, a failed probe, an unbind). 6.10+:
+ * a platform driver (ACPI or device tree); up to 6.9: an ACPI driver bound
+ * to the ACPI device itself. If so, its module is pinned until
+ * sysgenid_vmgenid_driver_put(), so the notifications cannot stop by its
+ * unloading (an unbind through sysfs by root still can).
+ */
+bool sysgenid_vmgenid_driver_bound(void)
+{
+	struct acpi_device *adev;
+	struct device_driver *drv;
+
+	drv = driver_find("vmgenid", &platform_bus_type);
+	if (drv && try_module_get(drv->owner)) {
+		if (driver_for_each_device(drv, NULL, NULL,
+					   vmgenid_any_device) > 0) {
+			vmgenid_driver_owner = drv->owner;
+			vmgenid_driver_pinned = true;
+			return true;
+		}
+		module_put(drv->owner);
+	}
+
+	adev = vmgenid_find_adev();
+	if (!adev)
+		return false;
+	device_lock(&adev->dev);
+	drv = adev->dev.driver;
+	if (drv && !strcmp(drv->name, "vmgenid") &&
+	    try_module_get(drv->owner)) {
+		vmgenid_driver_owner = drv->owner;
+		vmgenid_driver_pinned = true;
+	}
+	device_unlock(&adev->dev);
+	acpi_dev_put(adev);
+	return vmgenid_driver_pinned;
+}
+
+void sysgenid_vmgenid_driver_put(void)
+{
+	if (vmgenid_driver_pinned)
+		module_put(vmgenid_driver_owner);
+	vmgenid_driver_pinned = false;
 }
 
 /*
@@ -186,12 +314,9 @@ static void vmgenid_unmap_guid(void)
  */
 int sysgenid_vmgenid_find(void)
 {
-	const struct acpi_device_id *id;
-	struct acpi_device *adev = NULL;
+	struct acpi_device *adev = vmgenid_find_adev();
 	int ret;
 
-	for (id = sysgenid_vmgenid_ids; id->id[0] && !adev; id++)
-		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
 	if (!adev) {
 		strscpy(sysgenid_vmgenid_why,
 			"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
@@ -236,6 +361,11 @@ static struct acpi_driver sysgenid_acpi_driver = {
 		 */
 		.notify = sysgenid_acpi_notify,
 	},
+	/*
+	 * No unbind through sysfs: without .remove it would leave the device
+	 * half bound and the counter deaf while "mode" still said acpi.
+	 */
+	.drv.suppress_bind_attrs = true,
 #ifndef acpi_bus_register_driver
 	/* Later kernels set it through the macro of that name. */
 	.owner = THIS_MODULE,
@@ -258,7 +388,11 @@ int sysgenid_vmgenid_bind(void)
 	vmgenid_registered = true;
 	if (!vmgenid_bound) {
 		sysgenid_vmgenid_release();
-		if (!sysgenid_vmgenid_why[0])
+		if (!sysgenid_vmgenid_why[0] && vmgenid_adev_exists())
+			strscpy(sysgenid_vmgenid_why,
+				"the ACPI vmgenid device could not be bound (busy, or left in use by a driver unbound from it)",
+				sizeof(sysgenid_vmgenid_why));
+		else if (!sysgenid_vmgenid_why[0])
 			strscpy(sysgenid_vmgenid_why,
 				"no ACPI vmgenid device (VM_GEN_COUNTER, VMGENCTR)",
 				sizeof(sysgenid_vmgenid_why));

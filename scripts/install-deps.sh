@@ -9,7 +9,7 @@ packages="
 	liburcu-dev libcmocka-dev libssl-dev
 	python3 python3-distutils busybox-static kmod
 	valgrind groff-base man-db
-	strace
+	strace sparse linux-source-6.1
 "
 # QEMU without recommends: the recommends pull a whole GUI stack.
 qemu_packages="qemu-system-x86"

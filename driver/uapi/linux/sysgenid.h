@@ -21,7 +21,10 @@
 #define SYSGENID_SET_WATCHER_TRACKING	_IO(SYSGENID_IOCTL, 1)
 /* arg: timeout in milliseconds, 0 waits forever */
 #define SYSGENID_WAIT_WATCHERS		_IO(SYSGENID_IOCTL, 2)
-/* arg: min_gen; the counter becomes max(min_gen, counter + 1) */
+/*
+ * arg: min_gen; the counter becomes max(min_gen, counter + 1). The
+ * libvmgenid module fails it with EOVERFLOW where the counter is U32_MAX.
+ */
 #define SYSGENID_TRIGGER_GEN_UPDATE	_IO(SYSGENID_IOCTL, 3)
 
 /*
