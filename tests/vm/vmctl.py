@@ -418,6 +418,19 @@ def _fetch_debug(cache):
 	return kernel
 
 
+def vmgenid_driver_loaded(kernel, append=''):
+	"""Whether the guest will have a vmgenid driver: the kernel's own
+	on generic and 6.12, none on cloud; on the debug kernel the module
+	that /init loads unless VMGENID_DRIVER=none (the last such word of
+	append and $VMCTL_APPEND)."""
+	if kernel.name != 'debug':
+		return kernel.name != 'cloud'
+	words = (append + ' ' + os.environ.get('VMCTL_APPEND', '')).split()
+	want = [w.split('=', 1)[1] for w in words
+		if w.startswith('VMGENID_DRIVER=')]
+	return not want or want[-1] != 'none'
+
+
 def fetch(cache, name=None):
 	"""Download and unpack a kernel (name: generic, cloud or 6.12; by
 	default $VMCTL_KERNEL, else generic), its headers, kbuild and
