@@ -321,6 +321,8 @@ def kernel_trouble(log):
 	bad += ['kmemleak: ' + leak for leak in vmctl.kmemleak_leaks(log.text)]
 	bad += ['rmmod %s at the end: rc=%s' % m for m in re.findall(
 		r'^vmctl: rmmod (\S+) rc=([1-9]\d*)', log.text, re.M)]
+	bad += ['kmemleak scan %s failed' % w for w in re.findall(
+		r'^vmctl: kmemleak (\S+) scan failed', log.text, re.M)]
 	return bad
 
 
