@@ -94,7 +94,18 @@ class KernelTrouble(unittest.TestCase):
 			'[ 5.4] Call Trace:',
 			'[ 5.4] list_del corruption. prev->next should be x',
 			'[ 9.0] INFO: task a:1 blocked for more than 120 seconds.',
-			'[ 5.4] Kernel panic - not syncing: Fatal exception'):
+			'[ 5.4] Kernel panic - not syncing: Fatal exception',
+			# the debug kernel's checkers
+			'[ 7.1] WARNING: possible circular locking dependency '
+			'detected',
+			'[ 7.1] WARNING: inconsistent lock state',
+			'[ 7.1] BUG: sleeping function called from invalid '
+			'context at kernel/locking/mutex.c:580',
+			'[ 7.1] WARNING: suspicious RCU usage',
+			'[ 7.1] BUG: KASAN: slab-use-after-free in f+0x1/0x2',
+			'[ 7.1] ODEBUG: free active (active state 0) object',
+			'[ 9.3] kmemleak: 2 new suspected memory leaks (see '
+			'/sys/kernel/debug/kmemleak)'):
 			self.assertTrue(self.rx.search(line), line)
 
 	def test_ignores(self):
@@ -112,6 +123,45 @@ class KernelTrouble(unittest.TestCase):
 		# no Python-only constructs
 		self.assertNotIn('(?', vmctl.KERNEL_TROUBLE)
 		self.assertNotIn('\\d', vmctl.KERNEL_TROUBLE)
+
+
+class Kmemleak(unittest.TestCase):
+	LOG = '''vmctl: kmemleak: unreferenced object 0xffff888003a1c000 (size 64):
+vmctl: kmemleak:   comm "insmod", pid 71, jiffies 4294672000 (age 9.1s)
+vmctl: kmemleak:   backtrace:
+vmctl: kmemleak:     [<ffffffff8133>] kmalloc_trace+0x26/0x60
+vmctl: kmemleak:     [<ffffffffc0a1>] sysgenid_init+0x3a/0x1000 [sysgenid]
+vmctl: kmemleak after-tests scanned
+vmctl: rmmod sysgenid rc=0
+vmctl: kmemleak after-unload scanned
+'''
+
+	def test_report(self):
+		leaks = vmctl.kmemleak_leaks(self.LOG)
+		self.assertEqual(len(leaks), 1)
+		self.assertIn('(size 64)', leaks[0])
+		self.assertIn('sysgenid_init', leaks[0])
+
+	def test_clean(self):
+		self.assertEqual(vmctl.kmemleak_leaks(
+			'vmctl: kmemleak after-tests scanned\n'), [])
+
+	def test_kernel_ok(self):
+		class Fake:
+			name = 'vm'
+
+			def __init__(self, text):
+				self.text = text
+
+			def read_log(self):
+				return self.text
+		self.assertFalse(vmctl.kernel_ok(Fake(self.LOG)))
+		clean = 'vmctl: kmemleak after-tests scanned\n' \
+			'vmctl: rmmod sysgenid rc=0\n'
+		self.assertTrue(vmctl.kernel_ok(Fake(clean)))
+		# a module that would not unload at the end holds something
+		self.assertFalse(vmctl.kernel_ok(Fake(
+			'vmctl: rmmod sysgenid rc=1\n')))
 
 
 class HeadersMakefile(unittest.TestCase):

@@ -100,10 +100,14 @@ def run(cmd, timeout=600, **kw):
 #            driver at all (# CONFIG_VIRT_DRIVERS is not set)
 #   6.12     the newest linux-image-6.12.N+deb12-amd64 in Debian 12's
 #            archive (bookworm's security and updates suites carry it)
+#   debug    not from apt: Debian 12's linux-source-6.1 built with lockdep,
+#            KASAN and kmemleak by debug_kernel.py (DESIGN section 12),
+#            vmgenid a module that /init loads unless VMGENID_DRIVER=none
 KERNELS = {
 	'generic': ('linux-image-amd64', r'\d+\.\d+\.\d+-\d+-amd64'),
 	'cloud': ('linux-image-cloud-amd64', r'\d+\.\d+\.\d+-\d+-cloud-amd64'),
 	'6.12': (None, r'6\.12\.\d+\+deb12-amd64'),
+	'debug': ('debug', r'\d+\.\d+\.\d+-vmgenid-debug'),
 }
 DEFAULT_KERNEL = 'generic'	# the quickest: a PVH vmlinux boots in 3-6 s
 
@@ -132,6 +136,17 @@ class Kernel:
 					 'linux-headers-' + abi)
 		self.busybox = os.path.join(root, 'bin', 'busybox')
 		self.vmlinux = os.path.join(root, 'boot', 'vmlinux-' + abi)
+		# The debug kernel's: modules of its own for the initramfs
+		# ({name: .ko}), the guest memory it needs at least (MB) and
+		# kernel command-line words of its own.
+		self.extra_modules = {}
+		self.min_mem = 0
+		self.append = ''
+		# whether its vmlinux boots through the PVH entry
+		self.pvh = True
+		# how much slower than a production kernel it runs: the
+		# harness's waits and /init's program timeout scale by it
+		self.slowdown = 1
 
 	@property
 	def image(self):
@@ -141,7 +156,7 @@ class Kernel:
 		VMCTL_BZIMAGE=1 boots the bzImage as a boot loader would. The
 		cloud kernel's bzImage is LZ4 (no vmlinux is unpacked from it)
 		and boots in about 3 s as it is."""
-		if os.environ.get('VMCTL_BZIMAGE') != '1' and \
+		if os.environ.get('VMCTL_BZIMAGE') != '1' and self.pvh and \
 		   os.path.exists(self.vmlinux):
 			return self.vmlinux
 		return self.vmlinuz
@@ -362,12 +377,85 @@ def _extract_vmlinux(kernel):
 	os.rename(kernel.vmlinux + '.tmp', kernel.vmlinux)
 
 
+def _fetch_debug(cache):
+	"""The debug kernel: built by debug_kernel.py from Debian 12's
+	linux-source-6.1 (the first time: about an hour on 2 busy cores, so
+	CI builds it before the tests), plus busybox-static."""
+	here = os.path.dirname(os.path.abspath(__file__))
+	if here not in sys.path:
+		sys.path.insert(0, here)
+	import debug_kernel
+	try:
+		info = debug_kernel.build(cache, log)
+	except debug_kernel.Missing as e:
+		raise Skip('debug kernel: %s' % e) from None
+	except debug_kernel.BuildError as e:
+		raise HarnessError('debug kernel: %s' % e) from None
+	kernel = Kernel(info['root'], info['abi'], 'debug')
+	kernel.extra_modules = {'vmgenid': os.path.join(
+		kernel.root, 'lib', 'modules', 'vmgenid.ko')}
+	# KASAN's shadow is an eighth of memory, kmemleak and lockdep keep
+	# their own tables: 512 MB (the others' size) is tight
+	kernel.min_mem = 1024
+	# lockdep and KASAN reports are long: keep them all until /init
+	# greps the log (the default 128 KB ring wraps during the fuzz)
+	kernel.append = 'log_buf_len=8M'
+	# Its IO-APIC timer check times out under TCG on a busy host and
+	# panics ("IO-APIC + timer doesn't work!"); KVM guests skip it too
+	kernel.append += ' no_timer_check'
+	# Its vmlinux has the PVH note, but QEMU exits at once when it boots
+	# it that way (before any console output; not investigated): the
+	# gzip bzImage boots in about 18 s under TCG
+	kernel.pvh = False
+	# KASAN, lockdep and kmemleak: 2-4 times slower under TCG (the ABI
+	# test took 200-390 s against 60-90 s on generic, on a busy host)
+	kernel.slowdown = 3
+	kernel.append += ' VMCTL_PROG_TIMEOUT=%d' % (240 * kernel.slowdown)
+	base = os.path.dirname(kernel.root)
+	with open(os.path.join(base, '.busybox.lock'), 'w') as lockf:
+		fcntl.flock(lockf, fcntl.LOCK_EX)
+		if not kernel.complete():
+			debs = os.path.join(base, 'debs')
+			shutil.rmtree(debs, ignore_errors=True)
+			os.makedirs(debs)
+			_apt_download(['busybox-static'], debs, {})
+			for deb in os.listdir(debs):
+				run(['dpkg-deb', '-x', os.path.join(debs, deb),
+				     kernel.root])
+			shutil.rmtree(debs, ignore_errors=True)
+			with open(os.path.join(kernel.root, '.complete'),
+				  'w') as f:
+				f.write('debug kernel %s + busybox-static\n'
+					% info['key'])
+	if not kernel.complete():
+		raise HarnessError('debug kernel incomplete in ' + base)
+	log('kernel debug (%s): %s, built in %d s' %
+	    (kernel.abi, base, info['build_seconds']))
+	return kernel
+
+
+def vmgenid_driver_loaded(kernel, append=''):
+	"""Whether the guest will have a vmgenid driver: the kernel's own
+	on generic and 6.12, none on cloud; on the debug kernel the module
+	that /init loads unless VMGENID_DRIVER=none (the last such word of
+	append and $VMCTL_APPEND)."""
+	if kernel.name != 'debug':
+		return kernel.name != 'cloud'
+	words = (append + ' ' + os.environ.get('VMCTL_APPEND', '')).split()
+	want = [w.split('=', 1)[1] for w in words
+		if w.startswith('VMGENID_DRIVER=')]
+	return not want or want[-1] != 'none'
+
+
 def fetch(cache, name=None):
 	"""Download and unpack a kernel (name: generic, cloud or 6.12; by
 	default $VMCTL_KERNEL, else generic), its headers, kbuild and
-	busybox-static into cache/<abi>/root, once; later calls reuse it."""
+	busybox-static into cache/<abi>/root, once; later calls reuse it.
+	The debug kernel is built instead (_fetch_debug)."""
 	name = kernel_name(name)
 	os.makedirs(cache, exist_ok=True)
+	if name == 'debug':
+		return _fetch_debug(cache)
 	apt_state = {}
 	abi = None
 	try:
@@ -521,6 +609,9 @@ INIT_SCRIPT = r'''#!/bin/busybox sh
 #                  /init waits until the host sends the phase name on ttyS1
 #   VMCTL_SHELL=1  after the phases, run shell commands read from ttyS1
 #   VMCTL_PROG_TIMEOUT  seconds a program may run (default 240), then KILL
+#   VMGENID_DRIVER=none  do not load /lib/modules/vmgenid.ko (the debug
+#                  kernel's driver, loaded first by default): our module
+#                  then binds the ACPI device itself
 KERNEL_TROUBLE='@KERNEL_TROUBLE@'
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run
 /bin/busybox mount -t devtmpfs dev /dev
@@ -529,6 +620,15 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tmpfs tmp /tmp
+# kmemleak (the debug kernel): what boot left unreferenced is not ours
+kmemleak=
+if [ -d /sys/kernel/debug ] &&
+   mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null &&
+   [ -w /sys/kernel/debug/kmemleak ]; then
+	kmemleak=/sys/kernel/debug/kmemleak
+	echo scan >$kmemleak
+	echo clear >$kmemleak
+fi
 # SeaBIOS leaves escape codes without a newline: start a fresh line
 echo
 echo "vmctl: booted $(uname -r)"
@@ -537,6 +637,12 @@ echo "vmctl: booted $(uname -r)"
 if [ -e /dev/ttyS1 ]; then
 	stty -F /dev/ttyS1 raw -echo
 	exec 3<>/dev/ttyS1
+fi
+
+if [ -e /lib/modules/vmgenid.ko ] && [ "${VMGENID_DRIVER:-load}" = load ]
+then
+	insmod /lib/modules/vmgenid.ko
+	echo "vmctl: insmod vmgenid rc=$?"
 fi
 
 oldifs=$IFS
@@ -577,6 +683,24 @@ if [ "$VMCTL_SHELL" = 1 ]; then
 		echo "vmctl: done $n rc=$?"
 	done
 fi
+# kmemleak: a scan after the tests, and one after unloading every module
+# (the latest first); the host fails on any "unreferenced object"
+kmemleak_report() {
+	if echo scan >$kmemleak; then
+		sed 's/^/vmctl: kmemleak: /' $kmemleak
+		echo "vmctl: kmemleak $1 scanned"
+	else
+		echo "vmctl: kmemleak $1 scan failed"
+	fi
+}
+if [ -n "$kmemleak" ]; then
+	kmemleak_report after-tests
+	for m in $(cut -d' ' -f1 /proc/modules); do
+		rmmod $m
+		echo "vmctl: rmmod $m rc=$?"
+	done
+	kmemleak_report after-unload
+fi
 # 'quiet' hides kernel warnings from the console: the host fails on these
 dmesg | grep -E "$KERNEL_TROUBLE" | sed 's/^/vmctl: kernel: /'
 echo "vmctl: end"
@@ -585,11 +709,21 @@ poweroff -f
 
 
 # Kernel log lines that mean a kernel or module bug, whatever the tests say.
+# Most reports of the debug kernel's checkers start with "WARNING:" or
+# "BUG:" (lockdep, might_sleep, KASAN); the rest are named too, and so are
+# lockdep's headlines, should a kernel print them on their own.
 KERNEL_TROUBLE = (r'WARNING:|BUG:|Oops|Call Trace|general protection|'
 		  r'UBSAN:|KASAN:|refcount_t:|list_add corruption|'
 		  r'list_del corruption|'
 		  r'blocked for more than|Kernel panic|stack-protector|'
-		  r'kernel tried to execute|unable to handle')
+		  r'kernel tried to execute|unable to handle|'
+		  r'possible circular locking|possible recursive locking|'
+		  r'inconsistent lock state|'
+		  r'sleeping function called from invalid context|'
+		  r'suspicious RCU usage|bad unlock balance|'
+		  r'lock held when returning|trying to register non-static key|'
+		  r'ODEBUG:|suspected memory leaks|'
+		  r'memory leak detector disabled|Memory pool empty')
 
 
 def _ldd_deps(path):
@@ -635,7 +769,7 @@ def build_initramfs(kernel, out, modules=(), progs=(), files=()):
 			f.write(INIT_SCRIPT.replace('@KERNEL_TROUBLE@',
 						    KERNEL_TROUBLE))
 		os.chmod(os.path.join(stage, 'init'), 0o755)
-		for ko in modules:
+		for ko in list(modules) + list(kernel.extra_modules.values()):
 			_install(ko, stage,
 				 '/lib/modules/' + os.path.basename(ko))
 		for p in progs:
@@ -767,7 +901,7 @@ class VM:
 		self.env = dict(env or {})
 		self.accel = accel
 		self.append = append
-		self.mem = mem
+		self.mem = max(mem, kernel.min_mem)
 		self.workdir = workdir
 		self.logpath = os.path.join(workdir, name + '.log')
 		self.errpath = os.path.join(workdir, name + '.qemu.log')
@@ -793,6 +927,8 @@ class VM:
 		"""Everything that must be identical between a saved VM and its
 		restored clones; -incoming is added on top."""
 		words = ['console=ttyS0', 'panic=-1', 'quiet']
+		if self.kernel.append:
+			words.append(self.kernel.append)
 		words += ['%s=%s' % kv for kv in sorted(self.env.items())]
 		if self.append:
 			words.append(self.append)
@@ -1237,9 +1373,11 @@ def cmd_run(args):
 	try:
 		with phase('boot to /init'):
 			vm.start()
-			vm.wait_for('^' + BOOT_MARKER, TCG_BOOT_TIMEOUT)
+			vm.wait_for('^' + BOOT_MARKER,
+				    TCG_BOOT_TIMEOUT * kernel.slowdown)
 		with phase('run programs'):
-			vm.wait_for('^' + END_MARKER, args.timeout)
+			vm.wait_for('^' + END_MARKER,
+				    args.timeout * kernel.slowdown)
 		vm.wait_exit(60)
 		runs = [(os.path.basename(p), args.phase)
 			for p in args.prog or []]
@@ -1260,12 +1398,44 @@ def _insmod_ok(vm):
 
 
 def kernel_ok(vm):
-	"""No kernel warning, oops or panic in the guest's log."""
-	bad = re.findall(r'^(?:vmctl: kernel: )?(.*(?:%s).*)$' % KERNEL_TROUBLE,
-			 vm.read_log(), re.M)
+	"""No kernel warning, oops or panic in the guest's log, no leak that
+	kmemleak reported (the debug kernel), every module unloaded where
+	/init unloads them (the same)."""
+	text = vm.read_log()
+	bad = kernel_trouble(text)
 	for line in bad:
-		log('FAIL %s: kernel: %s' % (vm.name, line.strip()))
-	return not bad
+		log('FAIL %s: kernel: %s' % (vm.name, line))
+	leaks = kmemleak_leaks(text)
+	for leak in leaks:
+		log('FAIL %s: kmemleak: %s' % (vm.name, leak))
+	stuck = re.findall(r'^vmctl: rmmod (\S+) rc=([1-9]\d*)', text, re.M)
+	for name, rc in stuck:
+		log('FAIL %s: rmmod %s at the end: rc=%s' % (vm.name, name, rc))
+	# a checker that stopped working proves nothing
+	blind = re.findall(r'^vmctl: kmemleak (\S+) scan failed', text, re.M)
+	for when in blind:
+		log('FAIL %s: kmemleak scan %s failed' % (vm.name, when))
+	return not bad and not leaks and not stuck and not blind
+
+
+def kernel_trouble(text):
+	"""The lines of a serial log that KERNEL_TROUBLE matches."""
+	return [line.strip() for line in re.findall(
+		r'^(?:vmctl: kernel: )?(.*(?:%s).*)$' % KERNEL_TROUBLE, text,
+		re.M)]
+
+
+def kmemleak_leaks(text):
+	"""kmemleak's reports that /init copied into the log, one string
+	each (its lines joined by ' | ')."""
+	leaks = []
+	for line in re.findall(r'^vmctl: kmemleak: (.*)$', text, re.M):
+		line = line.rstrip()
+		if line.startswith('unreferenced object'):
+			leaks.append(line)
+		elif leaks and line:
+			leaks[-1] += ' | ' + line.strip()
+	return leaks
 
 
 def cmd_snapshot(args):
@@ -1283,9 +1453,11 @@ def cmd_snapshot(args):
 	try:
 		with phase('boot to /init'):
 			vm.start()
-			vm.wait_for('^' + BOOT_MARKER, TCG_BOOT_TIMEOUT)
+			vm.wait_for('^' + BOOT_MARKER,
+				    TCG_BOOT_TIMEOUT * kernel.slowdown)
 		with phase('before-save'):
-			vm.wait_for('^vmctl: await after-restore', args.timeout)
+			vm.wait_for('^vmctl: await after-restore',
+				    args.timeout * kernel.slowdown)
 		ok = _insmod_ok(vm)
 		ok &= report(vm, [(os.path.basename(p), 'before-save')
 				  for p in args.prog or []])
@@ -1309,7 +1481,7 @@ def cmd_snapshot(args):
 					c.wait_for('^' + END_MARKER
 						   if not args.check_channel
 						   else '^vmctl: shell',
-						   args.timeout)
+						   args.timeout * kernel.slowdown)
 			if args.check_channel:
 				ok &= check_channel(now)
 		for c in clones:

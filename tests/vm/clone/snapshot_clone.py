@@ -317,8 +317,16 @@ def check_openssl(clones, prestop, mode, chk):
 
 
 def kernel_trouble(log):
-	return re.findall(r'^(?:vmctl: kernel: )?(.*(?:%s).*)$'
-			  % vmctl.KERNEL_TROUBLE, log.text, re.M)
+	"""Kernel warnings, kmemleak reports and modules that would not
+	unload at the end (the last two on the debug kernel only)."""
+	bad = re.findall(r'^(?:vmctl: kernel: )?(.*(?:%s).*)$'
+			 % vmctl.KERNEL_TROUBLE, log.text, re.M)
+	bad += ['kmemleak: ' + leak for leak in vmctl.kmemleak_leaks(log.text)]
+	bad += ['rmmod %s at the end: rc=%s' % m for m in re.findall(
+		r'^vmctl: rmmod (\S+) rc=([1-9]\d*)', log.text, re.M)]
+	bad += ['kmemleak scan %s failed' % w for w in re.findall(
+		r'^vmctl: kmemleak (\S+) scan failed', log.text, re.M)]
+	return bad
 
 
 def check_origin(origin, mode, chk):
