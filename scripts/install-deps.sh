@@ -10,9 +10,11 @@ packages="
 	python3 python3-distutils busybox-static kmod
 	valgrind groff-base man-db
 	strace sparse linux-source-6.1
+	flex bison bc libelf-dev
+	mmdebstrap e2fsprogs openssl
 "
 # QEMU without recommends: the recommends pull a whole GUI stack.
-qemu_packages="qemu-system-x86"
+qemu_packages="qemu-system-x86 qemu-utils"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: run as root (apt-get needs it)" >&2
