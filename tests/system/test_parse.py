@@ -57,6 +57,22 @@ class Parse(unittest.TestCase):
 		self.assertIn('sysimg-tokens-python.service', who)
 
 
+class Status(unittest.TestCase):
+	def test_status_procs(self):
+		text = ('SYSIMG: status | source:             none\n'
+			'SYSIMG: status | processes:          3 use libvmgenid\n'
+			'SYSIMG: status |       412 nginx            '
+			'none-waiting\n'
+			'SYSIMG: status |       420 my prog          sysgenid\n'
+			'SYSIMG: status |       431 python3          none  '
+			'<- NOT PROTECTED\n'
+			'SYSIMG: status |       440 node             '
+			'not initialised\n')
+		got = machine.status_procs(machine.Report(text).status_text())
+		self.assertEqual(got, {'412': 'none-waiting', '420': 'sysgenid',
+				       '431': 'none', '440': 'not initialised'})
+
+
 class Loader(unittest.TestCase):
 	def test_who_loaded(self):
 		import system_test
