@@ -28,16 +28,32 @@ STREAMS = collections.OrderedDict([
 	('nginx-control', ('nginx, provider off: ServerHello random',
 			   'repeats')),
 	('py-ssl', ('Python ssl.RAND_bytes', 'distinct')),
-	# the Python binding's opt-in reseeds random: then 'distinct'
-	('py-random', ('Python random.getrandbits', 'report')),
+	# python3-vmgenid's opt-in, VMGENID_RESEED_RANDOM=1
+	('py-random', ('Python random.getrandbits, VMGENID_RESEED_RANDOM=1',
+		       'distinct')),
+	('py-control-random', ('Python random.getrandbits, no opt-in '
+			       '(control)', 'repeats')),
 	# the kernel RNG's own window after the resume (DESIGN section 4)
 	('py-urandom', ('Python os.urandom', 'report')),
-	# a Node.js OpenSSL configuration that loads the provider: 'distinct'
-	('node-bytes', ('Node.js crypto.randomBytes', 'report')),
+	# Node.js with the system's openssl.cnf (the .include sets
+	# nodejs_conf): the provider
+	('node-bytes', ('Node.js crypto.randomBytes', 'distinct')),
 	('node-uuid-nocache', ('Node.js crypto.randomUUID({disableEntropy'
-			       'Cache: true})', 'report')),
+			       'Cache: true})', 'distinct')),
+	('node-control-bytes', ('Node.js crypto.randomBytes, '
+				'--openssl-config without the .include '
+				'(control)', 'repeats')),
+	('node-control-uuid-nocache', ('Node.js crypto.randomUUID({disable'
+				       'EntropyCache: true}), without the '
+				       '.include (control)', 'repeats')),
+	# outside OpenSSL: the preload (NODE_OPTIONS=--require=...) covers
+	# them; without it they are reported
 	('node-uuid', ('Node.js crypto.randomUUID() (cached)', 'report')),
 	('node-math', ('Node.js Math.random', 'report')),
+	('node-preload-uuid', ('Node.js crypto.randomUUID() (cached), '
+			       'with the preload', 'distinct')),
+	('node-preload-math', ('Node.js Math.random, with the preload',
+			       'distinct')),
 ])
 TOKEN_RX = re.compile(r'^TOK (\S+) (\d+) (\S+)\r?$', re.M)
 HANDSHAKES = 3		# per server per clone, right after the resume
