@@ -73,6 +73,19 @@ class Status(unittest.TestCase):
 				       '431': 'none', '440': 'not initialised'})
 
 
+class LateGap(unittest.TestCase):
+	def test_only_nginx_master(self):
+		import system_test
+		procs = [{'pid': '336', 'unit': 'nginx.service', 'sysgenid': 'yes'},
+			 {'pid': '334', 'unit': 'nginx.service', 'sysgenid': 'no'},
+			 {'pid': '211', 'unit': 'py.service', 'sysgenid': 'no'}]
+		left = system_test.late_known_gap(procs)
+		self.assertEqual([p['pid'] for p in left], ['336', '211'])
+		# a master that switched stays in the checks
+		procs[1]['sysgenid'] = 'yes'
+		self.assertEqual(len(system_test.late_known_gap(procs)), 3)
+
+
 class Loader(unittest.TestCase):
 	def test_who_loaded(self):
 		import system_test
