@@ -126,14 +126,32 @@ class CloneResult:
 		self.log = ''
 
 
+# the token services' stream prefixes (guest/*.service), longest first
+SERVICES = ('py-control', 'py', 'node-control', 'node-preload', 'node')
+# ticks a service may have drawn before the save that reach the console
+# only after the resume (the guest's serial backlog): measured, a whole
+# tick of the Node.js service absent from the saved log, printed by
+# every clone with the same values
+BACKLOG_TICKS = 1
+
+
+def service_of(stream):
+	return next((p for p in SERVICES if stream.startswith(p + '-')),
+		    stream)
+
+
 def last_seqs(log):
-	"""{stream: the last token number} in a log: the saved guest's, so
-	that clones count only what their services drew after the resume
-	(a line the save cut in two has no "TOK" on its clone's side)."""
+	"""{stream: the last token number drawn before the save}: from the
+	saved guest's log, the highest number any stream of the same
+	service printed (its lines of one tick go out in one write that
+	the save may cut) plus BACKLOG_TICKS, so that clones count only
+	what their services drew after the resume."""
 	last = {}
 	for stream, seq, _ in TOKEN_RX.findall(log):
-		last[stream] = max(last.get(stream, 0), int(seq))
-	return last
+		svc = service_of(stream)
+		last[svc] = max(last.get(svc, 0), int(seq))
+	return {stream: last[service_of(stream)] + BACKLOG_TICKS
+		for stream, _, _ in TOKEN_RX.findall(log)}
 
 
 def run_clone(vm, state, saved_disk, name, timeout, saved_seqs,

@@ -105,9 +105,16 @@ class Loader(unittest.TestCase):
 class Tokens(unittest.TestCase):
 	def test_last_seqs(self):
 		log = ('TOK py-ssl 7 aa\nTOK py-ssl 8 bb\nTOK node-bytes 3 cc\n'
-		       'TOK py-ssl 9 d')	# the save cut the last line
+		       'TOK node-preload-uuid 5 u\n'
+		       'TOK py-random 9 d')	# the save cut the tick
+		# a service's highest number, plus the backlog's tick
 		self.assertEqual(clones.last_seqs(log),
-				 {'py-ssl': 9, 'node-bytes': 3})
+				 {'py-ssl': 10, 'py-random': 10, 'node-bytes': 4,
+				  'node-preload-uuid': 6})
+		self.assertEqual(clones.service_of('py-control-random'),
+				 'py-control')
+		self.assertEqual(clones.service_of('node-preload-math'),
+				 'node-preload')
 
 
 def result(name, **values):
