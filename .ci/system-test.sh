@@ -9,8 +9,7 @@
 # and the time of each step.
 # Environment: SYSTEM_KERNELS (default "cloud generic 6.12"),
 # SYSTEM_LATE_LOAD (kernel of the late-load run, default cloud; empty:
-# none), SYSTEM_REPROBE (xfail until the library re-probes a source that
-# appears after start, then expect), KEEP_WORK=1 keeps the work directory.
+# none), KEEP_WORK=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -40,6 +39,5 @@ late=${SYSTEM_LATE_LOAD-cloud}
 [ -z "$late" ] || args+=(--late-load "$late")
 [ "${KEEP_WORK:-0}" != 1 ] || args+=(--keep)
 
-python3 "$top/tests/system/system_test.py" --workdir "$work" \
-	--reprobe "${SYSTEM_REPROBE:-xfail}" "${args[@]}"
+python3 "$top/tests/system/system_test.py" --workdir "$work" "${args[@]}"
 echo "system-test: passed in ${SECONDS}s"

@@ -28,16 +28,32 @@ STREAMS = collections.OrderedDict([
 	('nginx-control', ('nginx, provider off: ServerHello random',
 			   'repeats')),
 	('py-ssl', ('Python ssl.RAND_bytes', 'distinct')),
-	# the Python binding's opt-in reseeds random: then 'distinct'
-	('py-random', ('Python random.getrandbits', 'report')),
+	# python3-vmgenid's opt-in, VMGENID_RESEED_RANDOM=1
+	('py-random', ('Python random.getrandbits, VMGENID_RESEED_RANDOM=1',
+		       'distinct')),
+	('py-control-random', ('Python random.getrandbits, no opt-in '
+			       '(control)', 'repeats')),
 	# the kernel RNG's own window after the resume (DESIGN section 4)
 	('py-urandom', ('Python os.urandom', 'report')),
-	# a Node.js OpenSSL configuration that loads the provider: 'distinct'
-	('node-bytes', ('Node.js crypto.randomBytes', 'report')),
+	# Node.js with the system's openssl.cnf (the .include sets
+	# nodejs_conf): the provider
+	('node-bytes', ('Node.js crypto.randomBytes', 'distinct')),
 	('node-uuid-nocache', ('Node.js crypto.randomUUID({disableEntropy'
-			       'Cache: true})', 'report')),
+			       'Cache: true})', 'distinct')),
+	('node-control-bytes', ('Node.js crypto.randomBytes, '
+				'--openssl-config without the .include '
+				'(control)', 'repeats')),
+	('node-control-uuid-nocache', ('Node.js crypto.randomUUID({disable'
+				       'EntropyCache: true}), without the '
+				       '.include (control)', 'repeats')),
+	# outside OpenSSL: the preload (NODE_OPTIONS=--require=...) covers
+	# them; without it they are reported
 	('node-uuid', ('Node.js crypto.randomUUID() (cached)', 'report')),
 	('node-math', ('Node.js Math.random', 'report')),
+	('node-preload-uuid', ('Node.js crypto.randomUUID() (cached), '
+			       'with the preload', 'distinct')),
+	('node-preload-math', ('Node.js Math.random, with the preload',
+			       'distinct')),
 ])
 TOKEN_RX = re.compile(r'^TOK (\S+) (\d+) (\S+)\r?$', re.M)
 HANDSHAKES = 3		# per server per clone, right after the resume
@@ -110,14 +126,32 @@ class CloneResult:
 		self.log = ''
 
 
+# the token services' stream prefixes (guest/*.service), longest first
+SERVICES = ('py-control', 'py', 'node-control', 'node-preload', 'node')
+# ticks a service may have drawn before the save that reach the console
+# only after the resume (the guest's serial backlog): measured, a whole
+# tick of the Node.js service absent from the saved log, printed by
+# every clone with the same values
+BACKLOG_TICKS = 1
+
+
+def service_of(stream):
+	return next((p for p in SERVICES if stream.startswith(p + '-')),
+		    stream)
+
+
 def last_seqs(log):
-	"""{stream: the last token number} in a log: the saved guest's, so
-	that clones count only what their services drew after the resume
-	(a line the save cut in two has no "TOK" on its clone's side)."""
+	"""{stream: the last token number drawn before the save}: from the
+	saved guest's log, the highest number any stream of the same
+	service printed (its lines of one tick go out in one write that
+	the save may cut) plus BACKLOG_TICKS, so that clones count only
+	what their services drew after the resume."""
 	last = {}
 	for stream, seq, _ in TOKEN_RX.findall(log):
-		last[stream] = max(last.get(stream, 0), int(seq))
-	return last
+		svc = service_of(stream)
+		last[svc] = max(last.get(svc, 0), int(seq))
+	return {stream: last[service_of(stream)] + BACKLOG_TICKS
+		for stream, _, _ in TOKEN_RX.findall(log)}
 
 
 def run_clone(vm, state, saved_disk, name, timeout, saved_seqs,

@@ -82,6 +82,17 @@ class Report:
 		return '\n'.join(r.lstrip('| ') for r in self.raw.get(kind, []))
 
 
+# a process line of `vmgenid status`: PID, comm (up to 16 characters,
+# maybe with spaces), the source its mapping names
+STATUS_PROC_RX = re.compile(r'^\s*(\d+) (.*?)\s+(not initialised|\S+)'
+			    r'(?:  <- NOT PROTECTED)?$', re.M)
+
+
+def status_procs(text):
+	"""{pid: source} from `vmgenid status`'s process list."""
+	return {pid: src for pid, _, src in STATUS_PROC_RX.findall(text)}
+
+
 def boot(vm, timeout):
 	"""Start vm and wait for the agent's report; return it."""
 	vm.start()

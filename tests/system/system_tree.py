@@ -30,6 +30,15 @@ GUEST_FILES = {
 		('/etc/systemd/system/sysimg-tokens-python.service', 0o644),
 	'sysimg-tokens-node.service':
 		('/etc/systemd/system/sysimg-tokens-node.service', 0o644),
+	'sysimg-tokens-python-control.service':
+		('/etc/systemd/system/sysimg-tokens-python-control.service',
+		 0o644),
+	'sysimg-tokens-node-control.service':
+		('/etc/systemd/system/sysimg-tokens-node-control.service',
+		 0o644),
+	'sysimg-tokens-node-preload.service':
+		('/etc/systemd/system/sysimg-tokens-node-preload.service',
+		 0o644),
 	'sysimg-nginx-control.service':
 		('/etc/systemd/system/sysimg-nginx-control.service', 0o644),
 	'nginx-tls.conf': ('/etc/nginx/conf.d/sysimg-tls.conf', 0o644),
@@ -39,8 +48,10 @@ GUEST_FILES = {
 			      0o644),
 }
 UNITS = ['sysimg-agent.service', 'sysimg-tokens-python.service',
-	 'sysimg-tokens-node.service', 'sysimg-nginx-control.service',
-	 'systemd-networkd.service']
+	 'sysimg-tokens-node.service', 'sysimg-tokens-python-control.service',
+	 'sysimg-tokens-node-control.service',
+	 'sysimg-tokens-node-preload.service',
+	 'sysimg-nginx-control.service', 'systemd-networkd.service']
 
 # Runs in the chroot, under `sh -e`; $1.. are the kernels' ABIs.
 CHROOT_SCRIPT = r'''

@@ -57,6 +57,35 @@ class Parse(unittest.TestCase):
 		self.assertIn('sysimg-tokens-python.service', who)
 
 
+class Status(unittest.TestCase):
+	def test_status_procs(self):
+		text = ('SYSIMG: status | source:             none\n'
+			'SYSIMG: status | processes:          3 use libvmgenid\n'
+			'SYSIMG: status |       412 nginx            '
+			'none-waiting\n'
+			'SYSIMG: status |       420 my prog          sysgenid\n'
+			'SYSIMG: status |       431 python3          none  '
+			'<- NOT PROTECTED\n'
+			'SYSIMG: status |       440 node             '
+			'not initialised\n')
+		got = machine.status_procs(machine.Report(text).status_text())
+		self.assertEqual(got, {'412': 'none-waiting', '420': 'sysgenid',
+				       '431': 'none', '440': 'not initialised'})
+
+
+class LateGap(unittest.TestCase):
+	def test_only_nginx_master(self):
+		import system_test
+		procs = [{'pid': '336', 'unit': 'nginx.service', 'sysgenid': 'yes'},
+			 {'pid': '334', 'unit': 'nginx.service', 'sysgenid': 'no'},
+			 {'pid': '211', 'unit': 'py.service', 'sysgenid': 'no'}]
+		left = system_test.late_known_gap(procs)
+		self.assertEqual([p['pid'] for p in left], ['336', '211'])
+		# a master that switched stays in the checks
+		procs[1]['sysgenid'] = 'yes'
+		self.assertEqual(len(system_test.late_known_gap(procs)), 3)
+
+
 class Loader(unittest.TestCase):
 	def test_who_loaded(self):
 		import system_test
@@ -76,9 +105,16 @@ class Loader(unittest.TestCase):
 class Tokens(unittest.TestCase):
 	def test_last_seqs(self):
 		log = ('TOK py-ssl 7 aa\nTOK py-ssl 8 bb\nTOK node-bytes 3 cc\n'
-		       'TOK py-ssl 9 d')	# the save cut the last line
+		       'TOK node-preload-uuid 5 u\n'
+		       'TOK py-random 9 d')	# the save cut the tick
+		# a service's highest number, plus the backlog's tick
 		self.assertEqual(clones.last_seqs(log),
-				 {'py-ssl': 9, 'node-bytes': 3})
+				 {'py-ssl': 10, 'py-random': 10, 'node-bytes': 4,
+				  'node-preload-uuid': 6})
+		self.assertEqual(clones.service_of('py-control-random'),
+				 'py-control')
+		self.assertEqual(clones.service_of('node-preload-math'),
+				 'node-preload')
 
 
 def result(name, **values):
@@ -105,7 +141,10 @@ class Compare(unittest.TestCase):
 		for s in clones.STREAMS:
 			a.values[s] = [s + 'a']
 			b.values[s] = [s + 'b']
-		b.values['nginx-control'] = ['nginx-controla']
+		# every control repeats
+		for s, (_, want) in clones.STREAMS.items():
+			if want == 'repeats':
+				b.values[s] = [s + 'a']
 		lines, bad = clones.verdicts(clones.compare([a, b]), 2)
 		self.assertEqual(bad, [])
 		self.assertEqual(len(lines), len(clones.STREAMS))
