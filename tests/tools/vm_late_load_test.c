@@ -20,41 +20,12 @@
 
 #include "guest_tap.h"
 #include "guest_util.h"
+#include "vm_tool_util.h"
 
 #define TOOL "/usr/bin/vmgenid"
 #define MODULE "/lib/modules/sysgenid.ko"
 #define STATE "/tmp/vm-late-load"
 #define STEPS STATE "/steps"
-
-/* Runs argv; its stdout (at most len - 1 bytes, one line) lands in out. */
-static int run(char *out, size_t len, const char *const *argv)
-{
-	int pfd[2], status, i;
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid;
-
-	if (pipe(pfd) < 0 || (pid = fork()) < 0)
-		return -1;
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (got + 1 < len && (n = read(pfd[0], out + got,
-					  len - 1 - got)) > 0)
-		got += (size_t)n;
-	out[got] = '\0';
-	for (i = 0; out[i]; i++)
-		if (out[i] == '\n')
-			out[i] = ' ';
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
 
 static int status_of(char *out, size_t len, pid_t pid)
 {
@@ -63,7 +34,7 @@ static int status_of(char *out, size_t len, pid_t pid)
 			       NULL };
 
 	snprintf(pidarg, sizeof(pidarg), "%d", (int)pid);
-	return run(out, len, argv);
+	return run_capture(out, len, argv);
 }
 
 /* Lines of the steps file: "GENERATION PREVIOUS REASON SOURCE_GEN". */
@@ -92,52 +63,16 @@ static int wait_steps(char lines[][64], int want)
 	return n;
 }
 
-static bool exists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0;
-}
-
-static char watch_err[256];
-
 static pid_t start_watch(void)
 {
-	const char *errfile = STATE "/watch.err";
-	int fd, i, status;
-	pid_t pid;
+	const char *const argv[] = { TOOL, "watch", "--", "/bin/sh", "-c",
+		"echo \"$VMGENID_GENERATION $VMGENID_PREVIOUS "
+		"$VMGENID_REASON $VMGENID_SOURCE_GENERATION\" >> " STEPS,
+		NULL };
 
 	mkdir(STATE, 0755);
 	unlink(STEPS);
-	pid = fork();
-	if (pid == 0) {
-		fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 2);
-		closefrom(3);
-		setsid();	/* outlives this phase */
-		unsetenv("VMGENID_SOURCE");	/* auto */
-		execl(TOOL, TOOL, "watch", "--", "/bin/sh", "-c",
-		      "echo \"$VMGENID_GENERATION $VMGENID_PREVIOUS "
-		      "$VMGENID_REASON $VMGENID_SOURCE_GENERATION\" >> " STEPS,
-		      (char *)NULL);
-		_exit(127);
-	}
-	for (i = 0; pid > 0 && i < 6000; i++) {
-		fd = open(errfile, O_RDONLY);
-		if (fd >= 0) {
-			ssize_t n = read(fd, watch_err, sizeof(watch_err) - 1);
-
-			close(fd);
-			watch_err[n > 0 ? n : 0] = '\0';
-			watch_err[strcspn(watch_err, "\n")] = '\0';
-			if (strstr(watch_err, "watching"))
-				return pid;
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
+	return watch_start(STATE "/watch.err", argv, true);
 }
 
 /* tap_run() runs each test in a child: the watch's pid goes in a file. */
@@ -169,7 +104,7 @@ static const char *test_waits_before_insmod(void)
 	char out[4096];
 
 	unlink(STATE "/watch.pid");
-	CHECK(!exists(dev_path), "%s exists: the module was loaded before "
+	CHECK(!file_exists(dev_path), "%s exists: the module was loaded before "
 	      "the test (run vmctl.py with --no-insmod)", dev_path);
 	pid_t watch_pid = start_watch();
 
@@ -194,9 +129,9 @@ static const char *test_switch_after_insmod(void)
 	int n;
 
 	CHECK(watch_pid > 0, "no watch from the test before");
-	CHECK(run(out, sizeof(out), insmod) == 0, "insmod %s: %.300s",
+	CHECK(run_capture(out, sizeof(out), insmod) == 0, "insmod %s: %.300s",
 	      MODULE, out);
-	CHECK(exists(dev_path), "no %s after insmod", dev_path);
+	CHECK(file_exists(dev_path), "no %s after insmod", dev_path);
 	n = wait_steps(lines, 1);
 	CHECK(n == 1, "%d steps after insmod, not 1", n);
 	/* generation 2 from 1, a VM event: callbacks ran as after a restore */
@@ -224,7 +159,7 @@ static const char *test_restore_after_switch(void)
 	      lines[1]);
 	CHECK(strtol(lines[1] + 7, NULL, 10) == gen_now(),
 	      "source generation '%s', the device's %ld", lines[1], gen_now());
-	CHECK(run(out, sizeof(out), (const char *[]){ TOOL, "status",
+	CHECK(run_capture(out, sizeof(out), (const char *[]){ TOOL, "status",
 			"--json", "--check", NULL }) == 0,
 	      "status --check: %.900s", out);
 	return NULL;

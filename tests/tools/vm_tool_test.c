@@ -19,6 +19,7 @@
 
 #include "guest_tap.h"
 #include "guest_util.h"
+#include "vm_tool_util.h"
 
 #define TOOL "/usr/bin/vmgenid"
 #define STATE "/tmp/vm-tool-test"
@@ -26,35 +27,12 @@
 /* Runs the tool; its stdout (at most len - 1 bytes) lands in out. */
 static int tool(char *out, size_t len, const char *const *args)
 {
-	char *argv[16] = { (char *)TOOL };
-	int pfd[2], status, i;
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid;
+	const char *argv[16] = { TOOL };
+	int i;
 
 	for (i = 0; args[i] && i < 14; i++)
-		argv[i + 1] = (char *)args[i];
-	if (pipe(pfd) < 0 || (pid = fork()) < 0)
-		return -1;
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]);
-		execv(TOOL, argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (got + 1 < len && (n = read(pfd[0], out + got,
-					  len - 1 - got)) > 0)
-		got += (size_t)n;
-	out[got] = '\0';
-	/* one line, so that a failure's reason stays one TAP line */
-	for (i = 0; out[i]; i++)
-		if (out[i] == '\n')
-			out[i] = ' ';
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+		argv[i + 1] = args[i];
+	return run_capture(out, len, argv);
 }
 
 #define TOOL_RUN(out, ...) \
@@ -74,52 +52,14 @@ static long json_num(const char *json, const char *key)
 	return strncmp(p, "null", 4) == 0 ? -1 : strtol(p, NULL, 10);
 }
 
-static char watch_err[256];	/* what the last start_watch() saw */
-
 /* Starts "vmgenid watch OPT -- sh -c SCRIPT", stderr to errfile. */
 static pid_t start_watch(const char *errfile, const char *opt,
 			 const char *script)
 {
-	int fd, i, status;
-	pid_t pid;
+	const char *const argv[] = { TOOL, "watch", opt, "--", "/bin/sh",
+				     "-c", script, NULL };
 
-	unlink(errfile);
-	watch_err[0] = '\0';
-	pid = fork();
-	if (pid == 0) {
-		fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 2);
-		/* not the verdict pipe of tap_run(): its reader waits for EOF */
-		closefrom(3);
-		setsid();	/* outlives the phase that started it */
-		execl(TOOL, TOOL, "watch", opt, "--", "/bin/sh", "-c", script,
-		      (char *)NULL);
-		_exit(127);
-	}
-	/* Armed when it says so; 60 s is a hang guard for a slow TCG. */
-	for (i = 0; pid > 0 && i < 6000; i++) {
-		fd = open(errfile, O_RDONLY);
-		if (fd >= 0) {
-			ssize_t n = read(fd, watch_err, sizeof(watch_err) - 1);
-
-			close(fd);
-			watch_err[n > 0 ? n : 0] = '\0';
-			watch_err[strcspn(watch_err, "\n")] = '\0';
-			if (strstr(watch_err, "watching"))
-				return pid;
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
-}
-
-static bool file_exists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0;
+	return watch_start(errfile, argv, false);
 }
 
 static const char *test_status(void)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -333,6 +334,67 @@ static inline int guest_abi_preflight(const char *what, const char *phase)
 		return 77;
 	}
 	return -1;
+}
+
+/*
+ * The module file given on the command line (KO), or NULL: the tests that
+ * unload and reload the module need it.
+ */
+static const char *ko_path;
+
+static inline int mod_unload(void)
+{
+	return (int)syscall(SYS_delete_module, SYSGENID_DEVICE_NAME,
+			    O_NONBLOCK);
+}
+
+/* Load ko_path with these parameters; errno is finit_module's. */
+static inline int mod_load_with(const char *params)
+{
+	int fd = open(ko_path, O_RDONLY | O_CLOEXEC), r, e;
+
+	if (fd < 0)
+		return -1;
+	r = (int)syscall(SYS_finit_module, fd, params, 0);
+	e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+static inline int mod_load(void)
+{
+	return mod_load_with("");
+}
+
+/* The errno of an unload refused because the module is in use. */
+static inline bool busy_errno(int e)
+{
+	return e == EWOULDBLOCK || e == EAGAIN || e == EBUSY;
+}
+
+struct guest_test {
+	const char *name;
+	tap_fn fn;
+};
+
+/*
+ * The body of an abi-phase test program: the preflight, each test in
+ * turn, then the module loaded again if a test left it unloaded (for
+ * whatever runs next). Returns the exit status.
+ */
+static inline int guest_run_tests(const char *what, const char *phase,
+				  const struct guest_test *tests, size_t n)
+{
+	int ret = guest_abi_preflight(what, phase);
+
+	if (ret >= 0)
+		return ret;
+	for (size_t i = 0; i < n; i++)
+		tap_run(tests[i].name, tests[i].fn);
+	if (ko_path && access(dev_path, F_OK))
+		mod_load();
+	return tap_done();
 }
 
 #endif /* GUEST_UTIL_H */

@@ -38,8 +38,6 @@
 /* A hang becomes a failure after this long; no test relies on the value. */
 #define LIMIT_MS	20000
 
-static const char *ko_path;
-
 static volatile sig_atomic_t alarm_fired;
 
 static void on_alarm(int sig)
@@ -1137,33 +1135,6 @@ static const char *t_concurrent_stress(void)
 	return NULL;
 }
 
-static int mod_unload(void)
-{
-	return (int)syscall(SYS_delete_module, SYSGENID_DEVICE_NAME,
-			    O_NONBLOCK);
-}
-
-static int mod_load_with(const char *params)
-{
-	int fd = open(ko_path, O_RDONLY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return -1;
-	r = (int)syscall(SYS_finit_module, fd, params, 0);
-	close(fd);
-	return r;
-}
-
-static int mod_load(void)
-{
-	return mod_load_with("");
-}
-
-static bool busy_errno(int e)
-{
-	return e == EWOULDBLOCK || e == EAGAIN || e == EBUSY;
-}
-
 static const char *t_unload_refused_while_used(void)
 {
 	struct stat st;
@@ -1427,10 +1398,7 @@ static const char *t_kernel_not_tainted_by_warn(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		tap_fn fn;
-	} tests[] = {
+	static const struct guest_test tests[] = {
 		{ "mmap read-only shows the counter", t_mmap_shows_counter },
 		{ "mmap PROT_WRITE is EPERM", t_mmap_write_eperm },
 		{ "mprotect to writable fails", t_mprotect_write_fails },
@@ -1493,7 +1461,6 @@ int main(int argc, char **argv)
 		  t_kernel_not_tainted_by_warn },
 	};
 	const char *phase = "abi";
-	int ret;
 
 	if (argc == 3 && argv[1][0] != '-') {
 		ko_path = argv[1];
@@ -1512,15 +1479,6 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	ret = guest_abi_preflight("sysgenid ABI", phase);
-	if (ret >= 0)
-		return ret;
-
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		tap_run(tests[i].name, tests[i].fn);
-
-	/* Leave the module loaded for whatever runs next. */
-	if (ko_path && access(dev_path, F_OK))
-		mod_load();
-	return tap_done();
+	return guest_run_tests("sysgenid ABI", phase, tests,
+			       sizeof(tests) / sizeof(tests[0]));
 }

@@ -44,8 +44,6 @@
 #define HOOK	"/sys/module/sysgenid/parameters/test_hook"
 #define QEMU_VGID	"QEMUVGID:00"
 
-static const char *ko_path;
-
 /* What a kernel prints when our code misbehaves, on any debug option. */
 static const char *const bad_words[] = {
 	"BUG:", "WARNING:", "possible recursive locking",
@@ -84,23 +82,6 @@ static bool guid_offered(void)
 
 	return sysfs_attr_str("guid_page", st, sizeof(st)) &&
 	       !strcmp(st, "offered");
-}
-
-static int mod_unload(void)
-{
-	return (int)syscall(SYS_delete_module, SYSGENID_DEVICE_NAME,
-			    O_NONBLOCK);
-}
-
-static int mod_load(void)
-{
-	int fd = open(ko_path, O_RDONLY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return -1;
-	r = (int)syscall(SYS_finit_module, fd, "", 0);
-	close(fd);
-	return r;
 }
 
 /* The counter moves past from within the limit (it is polled). */
@@ -584,10 +565,7 @@ static const char *t_log_clean(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		tap_fn fn;
-	} tests[] = {
+	static const struct guest_test tests[] = {
 		{ "test_hook: EOPNOTSUPP outside mode notifier",
 		  t_hook_not_notifier },
 		{ "vmfork callback in hard IRQ: counter moves, log clean",
@@ -615,7 +593,6 @@ int main(int argc, char **argv)
 		  t_log_clean },
 	};
 	const char *phase = "abi";
-	int ret;
 
 	if (argc == 3 && argv[1][0] != '-') {
 		ko_path = argv[1];
@@ -624,12 +601,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [KO PHASE]\n", argv[0]);
 		return 2;
 	}
-	ret = guest_abi_preflight("sysgenid hardening", phase);
-	if (ret >= 0)
-		return ret;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		tap_run(tests[i].name, tests[i].fn);
-	if (ko_path && access(dev_path, F_OK))
-		mod_load();
-	return tap_done();
+	return guest_run_tests("sysgenid hardening", phase, tests,
+			       sizeof(tests) / sizeof(tests[0]));
 }

@@ -80,7 +80,6 @@ struct triggers {
 };
 
 static struct triggers *triggers;
-static const char *ko_path;
 static unsigned int fuzz_seconds = 45;
 static unsigned long base_seed;
 static struct report *reports;

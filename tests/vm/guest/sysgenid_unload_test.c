@@ -25,32 +25,6 @@
 #define LIMIT_MS 60000
 #define CYCLES 10
 
-static const char *ko_path;
-
-static int mod_unload(void)
-{
-	return (int)syscall(SYS_delete_module, SYSGENID_DEVICE_NAME,
-			    O_NONBLOCK);
-}
-
-static int mod_load(void)
-{
-	int fd = open(ko_path, O_RDONLY | O_CLOEXEC), r, e;
-
-	if (fd < 0)
-		return -1;
-	r = (int)syscall(SYS_finit_module, fd, "", 0);
-	e = errno;
-	close(fd);
-	errno = e;
-	return r;
-}
-
-static bool busy_errno(int e)
-{
-	return e == EWOULDBLOCK || e == EAGAIN || e == EBUSY;
-}
-
 /* NULL if unload is refused as busy, else why not. */
 static const char *unload_refused(const char *with)
 {
@@ -340,17 +314,13 @@ static const char *t_killed_user_pins_nothing(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		tap_fn fn;
-	} tests[] = {
+	static const struct guest_test tests[] = {
 		{ "unload refused until every user is gone, in each order",
 		  t_users_released_in_turn },
 		{ "a killed user pins nothing; the reloaded module is fresh",
 		  t_killed_user_pins_nothing },
 	};
 	const char *phase = "abi";
-	int ret;
 
 	if (argc == 3) {
 		ko_path = argv[1];
@@ -359,13 +329,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [KO PHASE]\n", argv[0]);
 		return 2;
 	}
-	ret = guest_abi_preflight("sysgenid unload", phase);
-	if (ret >= 0)
-		return ret;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		tap_run(tests[i].name, tests[i].fn);
-	/* Leave the module loaded for whatever runs next. */
-	if (ko_path && access(dev_path, F_OK))
-		mod_load();
-	return tap_done();
+	return guest_run_tests("sysgenid unload", phase, tests,
+			       sizeof(tests) / sizeof(tests[0]));
 }

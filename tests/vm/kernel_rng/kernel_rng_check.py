@@ -29,8 +29,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-import vmctl  # noqa: E402
+sys.path.insert(0, HERE)
+from krng_harness import RESEED_RX, vmctl  # noqa: E402
+import krng_harness  # noqa: E402
 
 # What each run must show, per kernel: 'distinct', 'identical', or None
 # (reported only).
@@ -54,7 +55,6 @@ def profile(kernel):
 # Keep the VM stopped long enough that the guest's RTC shows the gap.
 MIN_STOPPED_S = 4.0
 RESULT_RX = re.compile(r'^KRNG result (.*)$', re.M)
-RESEED_RX = re.compile(r'^KRNG reseed at=(\S+)(?: line=(.*))?$', re.M)
 SYSFS_RX = re.compile(r'^KRNG sysfs-mode=(\S+)', re.M)
 
 
@@ -98,18 +98,10 @@ def verdict(values):
 def one_run(kernel, kos, accel, args, mode):
 	"""Boot, before-save, save, restore the clones, after-restore; return
 	(ok, verdict, per-clone figures)."""
-	work = os.path.join(args.workdir, mode)
-	os.makedirs(work, exist_ok=True)
 	module = mode == 'module'
-	with vmctl.phase('%s: initramfs' % mode):
-		initrd = vmctl.build_initramfs(
-			kernel, os.path.join(work, 'initramfs.cpio.gz'),
-			modules=kos if module else [], progs=[args.probe])
-	env = {'VMCTL_PHASES': 'before-save,after-restore',
-	       'VMCTL_PROGS': os.path.basename(args.probe)}
-	if module:
-		env['VMCTL_MODULES'] = ','.join(os.path.basename(k)[:-3]
-						for k in kos)
+	prog = os.path.basename(args.probe)
+	work, initrd, env = krng_harness.guest(kernel, kos if module else [],
+					       args, mode)
 	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel,
 			  'KRNG_MODE=' + mode)
 	vms = [origin]
@@ -119,13 +111,7 @@ def one_run(kernel, kos, accel, args, mode):
 	state = os.path.join(work, 'state.bin')
 	finished = False
 	try:
-		with vmctl.phase('%s: boot and before-save' % mode):
-			origin.start()
-			origin.wait_for('^' + vmctl.BOOT_MARKER,
-					vmctl.TCG_BOOT_TIMEOUT)
-			origin.wait_for('^vmctl: await after-restore', 120)
-		ok = vmctl._insmod_ok(origin)
-		ok &= vmctl.report(origin, [(os.path.basename(args.probe), 'before-save')])
+		ok = krng_harness.boot_before_save(origin, prog, mode)
 		with vmctl.phase('%s: save' % mode):
 			origin.save(state)
 		saved = time.monotonic()
@@ -143,33 +129,13 @@ def one_run(kernel, kos, accel, args, mode):
 				c.send('after-restore')
 			for c in clones:
 				c.wait_for('^' + vmctl.END_MARKER, 180)
-		for c in clones:
-			c.wait_exit(60)
-			ok &= vmctl.report(c, [(os.path.basename(args.probe),
-						 'after-restore')])
-			ok &= vmctl.kernel_ok(c)
-			fig = parse_clone(c.read_log())
-			if fig is None:
-				vmctl.log('FAIL %s: no result from the probe' %
-					  c.name)
-				ok = False
-				continue
-			fig['name'] = c.name
-			figures.append(fig)
+		c_ok, figures = krng_harness.collect(clones, prog, parse_clone)
+		ok &= c_ok
 		result = check(kernel, mode, figures, args.clones)
 		ok &= result[0]
 		finished = True
 	finally:
-		# a harness error (a clone that never ends) needs the logs most
-		if not ok or not finished or args.verbose:
-			for v in vms:
-				vmctl.dump_log(v)
-		for v in vms:
-			v.kill()
-		if ok:
-			for f in (state,):
-				if os.path.exists(f):
-					os.unlink(f)
+		krng_harness.clean_up(vms, ok, finished, args.verbose, state)
 	return ok, (result[1] if result else 'failed'), figures
 
 
@@ -212,17 +178,8 @@ def check(kernel, mode, figures, nclones):
 
 
 def run(args):
-	vmctl.qemu_binary()
-	os.makedirs(args.workdir, exist_ok=True)
-	with vmctl.phase('fetch'):
-		kernel = vmctl.fetch(args.cache, args.kernel)
-	kos = []
-	if 'module' in args.modes:
-		with vmctl.phase('build-module'):
-			kos = vmctl.build_module(kernel, args.driver,
-						 os.path.join(args.workdir,
-							      'module'))
-	accel = vmctl.choose_accel(kernel, args.cache, args.workdir)
+	kernel, kos, accel = krng_harness.prepare(args,
+						  'module' in args.modes)
 	vmctl.log('kernel %s (%s), %s, accelerator %s' %
 		  (kernel.name, kernel.abi, kernel.boot_method, accel))
 	ok = True
@@ -252,28 +209,13 @@ def run(args):
 
 def main(argv=None):
 	ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-	ap.add_argument('--probe', required=True,
-			help='the static kernel_rng_probe')
-	ap.add_argument('--driver', default=os.path.join(HERE, '..', '..',
-							 '..', 'driver'))
-	ap.add_argument('--cache', default=vmctl.default_cache())
-	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
-							  'kernel-rng-work'))
-	ap.add_argument('--kernel', choices=list(vmctl.KERNELS),
-			help='default $VMCTL_KERNEL, else generic')
-	ap.add_argument('--clones', type=int, default=2)
+	krng_harness.add_args(ap, 'the static kernel_rng_probe',
+			      'kernel-rng-work', 2)
 	ap.add_argument('--modes', default='module,control',
 			help='comma separated: module, control')
 	ap.add_argument('-v', '--verbose', action='store_true')
 	args = ap.parse_args(argv)
-	args.modes = [m for m in args.modes.split(',') if m]
-	if any(m not in ('module', 'control') for m in args.modes) or \
-	   args.clones < 2:
-		ap.error('--modes takes module and/or control; --clones >= 2')
-	args.probe = os.path.abspath(args.probe)
-	args.driver = os.path.abspath(args.driver)
-	args.cache = os.path.abspath(args.cache)
-	args.workdir = os.path.abspath(args.workdir)
+	krng_harness.finish_args(ap, args, ('module', 'control'))
 	return vmctl.run_guarded(run_with_kernel, args)
 
 

@@ -51,33 +51,12 @@
 #include <unistd.h>
 
 #include "../resume_rtc.h"
+#include "krng_common.h"
 
 #define RESULT_FILE	"/tmp/kernel_rng.result"
 #define READY_FILE	"/tmp/kernel_rng.ready"
 #define RNG_BYTES	32
 #define SYNC_LINE	"kernel_rng_probe: clock sync"
-
-static int tests, failed;
-
-static void check(bool ok, const char *name, const char *why)
-{
-	tests++;
-	if (ok) {
-		printf("ok %d - %s\n", tests, name);
-	} else {
-		failed++;
-		printf("not ok %d - %s: %s\n", tests, name, why);
-	}
-	fflush(stdout);
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void sleep_ms(long ms)
 {
@@ -275,7 +254,6 @@ static int before_save(void)
 	uint8_t tok[RNG_BYTES];
 	char hx[2 * RNG_BYTES + 1];
 	pid_t pid;
-	int fd, ret;
 
 	check(module || strcmp(mode(), "control") == 0, "KRNG_MODE given",
 	      "KRNG_MODE must be module or control");
@@ -298,20 +276,13 @@ static int before_save(void)
 	ready = wait_file(READY_FILE, 10000);
 	check(ready && strncmp(ready, "ready", 5) == 0,
 	      "watcher started", ready ? ready : "no answer in 10 s");
-	/* make the kernel's own reseed schedule quiet until after the save */
-	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	ret = fd < 0 ? -1 : ioctl(fd, RNDRESEEDCRNG);
-	check(ret == 0, "kernel crng reseeded now (RNDRESEEDCRNG)",
-	      strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	krng_reseed_now();
 	if (getrandom(tok, sizeof(tok), 0) == sizeof(tok)) {
 		hex(hx, tok, sizeof(tok));
 		printf("KRNG before-save mono=%" PRId64 " bytes=%s\n",
 		       mono_ns(), hx);
 	}
-	printf("%d passed, %d failed\n", tests - failed, failed);
-	return failed ? 1 : 0;
+	return krng_summary();
 }
 
 /*
@@ -323,41 +294,19 @@ static int before_save(void)
 static void kernel_log(int64_t restore)
 {
 	char rec[8192];
-	int64_t m0, m1, sync_us = -1, off = 0;
+	int64_t off = 0;
 	int fd = open("/dev/kmsg", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	unsigned long long us;
 	bool said = false;
+	char *msg;
 
 	if (fd < 0) {
 		printf("KRNG kmsg error=%s\n", strerror(errno));
 		return;
 	}
-	m0 = mono_ns();
-	/* with no newline the record would stay open for continuation */
-	if (write(fd, SYNC_LINE "\n", strlen(SYNC_LINE) + 1) < 0)
-		printf("KRNG kmsg write error=%s\n", strerror(errno));
-	m1 = mono_ns();
-	for (int pass = 0; pass < 2; pass++) {
-		lseek(fd, 0, SEEK_SET);
-		for (;;) {
-			ssize_t n = read(fd, rec, sizeof(rec) - 1);
-			unsigned long long us;
-			char *msg;
-
-			if (n < 0 && errno == EPIPE)
-				continue;
-			if (n <= 0)
-				break;
-			rec[n] = '\0';
-			msg = strchr(rec, ';');
-			if (!msg || sscanf(rec, "%*u,%*u,%llu", &us) != 1)
-				continue;
-			msg++;
-			msg[strcspn(msg, "\n")] = '\0';
-			if (pass == 0) {
-				if (strstr(msg, SYNC_LINE))
-					sync_us = (int64_t)us;
-				continue;
-			}
+	if (krng_kmsg_sync(fd, SYNC_LINE, rec, sizeof(rec), &off)) {
+		printf("KRNG kmsg-offset ns=%" PRId64 "\n", off);
+		while (krng_kmsg_next(fd, rec, sizeof(rec), &us, &msg)) {
 			if ((int64_t)us * 1000 - off < restore)
 				continue;
 			if (strstr(msg, "crng reseeded") ||
@@ -367,12 +316,6 @@ static void kernel_log(int64_t restore)
 				said = true;
 				break;
 			}
-		}
-		if (pass == 0) {
-			if (sync_us < 0)
-				break;
-			off = sync_us * 1000 - (m0 + m1) / 2;
-			printf("KRNG kmsg-offset ns=%" PRId64 "\n", off);
 		}
 	}
 	if (!said)
@@ -417,8 +360,7 @@ static int after_restore(void)
 	kernel_log(restore);
 	if (module)
 		sysfs_mode();
-	printf("%d passed, %d failed\n", tests - failed, failed);
-	return failed ? 1 : 0;
+	return krng_summary();
 }
 
 int main(int argc, char **argv)

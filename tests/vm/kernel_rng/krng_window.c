@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "../../../driver/uapi/linux/sysgenid.h"
+#include "krng_common.h"
 
 #define MAX_POST	1500
 #define POST_NS		100000000LL
@@ -58,28 +59,6 @@
 #define SCI_SYSFS	"/sys/class/misc/sysgenid/sci_path"
 
 static const char *const drawers[] = { "sleep", "busy" };
-
-static int tests, failed;
-
-static void check(bool ok, const char *name, const char *why)
-{
-	tests++;
-	if (ok) {
-		printf("ok %d - %s\n", tests, name);
-	} else {
-		failed++;
-		printf("not ok %d - %s: %s\n", tests, name, why);
-	}
-	fflush(stdout);
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void sleep_ns(long ns)
 {
@@ -237,24 +216,14 @@ static void print_sci_log(void)
 {
 	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	static char rec[8192];
+	unsigned long long us;
+	char *msg;
 
 	if (fd < 0)
 		return;
-	for (;;) {
-		ssize_t n = read(fd, rec, sizeof(rec) - 1);
-		char *msg;
-
-		if (n < 0 && errno == EPIPE)
-			continue;
-		if (n <= 0)
-			break;
-		rec[n] = '\0';
-		msg = strchr(rec, ';');
-		if (!msg || !strstr(msg, "sysgenid: SCI path"))
-			continue;
-		msg[strcspn(msg, "\n")] = '\0';
-		printf("KRNG kmsg %s\n", msg + 1);
-	}
+	while (krng_kmsg_next(fd, rec, sizeof(rec), &us, &msg))
+		if (strstr(msg, "sysgenid: SCI path"))
+			printf("KRNG kmsg %s\n", msg);
 	close(fd);
 }
 
@@ -263,7 +232,7 @@ static int before_save(const char *ko)
 	const char *sci = getenv("KRNG_SCI");
 	bool control = sci && strcmp(sci, "0") == 0;
 	char buf[256], why[128];
-	int fd, ret;
+	int ret;
 
 	if (control) {
 		ret = reload_without_sci(ko);
@@ -296,16 +265,9 @@ static int before_save(const char *ko)
 		}
 	}
 	sleep_ns(200000000);
-	/* make the kernel's own reseed schedule quiet until after the save */
-	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	ret = fd < 0 ? -1 : ioctl(fd, RNDRESEEDCRNG);
-	check(ret == 0, "kernel crng reseeded now (RNDRESEEDCRNG)",
-	      strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	krng_reseed_now();
 out:
-	printf("%d passed, %d failed\n", tests - failed, failed);
-	return failed ? 1 : 0;
+	return krng_summary();
 }
 
 /* ------------------------------------------------------- after-restore --- */
@@ -320,43 +282,21 @@ out:
 static void kernel_log(int64_t resume)
 {
 	int fd = open("/dev/kmsg", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	int64_t m0, m1, sync_us = -1, off = 0;
 	int fork_lines = 0, already = 0;
 	static char rec[8192];
+	unsigned long long us;
+	int64_t off = 0;
 	bool said = false;
+	char *msg;
 
 	if (fd < 0) {
 		printf("KRNG kmsg error=%s\n", strerror(errno));
 		return;
 	}
-	m0 = mono_ns();
-	if (write(fd, SYNC_LINE "\n", strlen(SYNC_LINE) + 1) < 0)
-		printf("KRNG kmsg write error=%s\n", strerror(errno));
-	m1 = mono_ns();
-	for (int pass = 0; pass < 2; pass++) {
-		lseek(fd, 0, SEEK_SET);
-		for (;;) {
-			ssize_t n = read(fd, rec, sizeof(rec) - 1);
-			unsigned long long us;
-			int64_t at;
-			char *msg;
+	if (krng_kmsg_sync(fd, SYNC_LINE, rec, sizeof(rec), &off)) {
+		while (krng_kmsg_next(fd, rec, sizeof(rec), &us, &msg)) {
+			int64_t at = (int64_t)us * 1000 - off;
 
-			if (n < 0 && errno == EPIPE)
-				continue;
-			if (n <= 0)
-				break;
-			rec[n] = '\0';
-			msg = strchr(rec, ';');
-			if (!msg || sscanf(rec, "%*u,%*u,%llu", &us) != 1)
-				continue;
-			msg++;
-			msg[strcspn(msg, "\n")] = '\0';
-			if (pass == 0) {
-				if (strstr(msg, SYNC_LINE))
-					sync_us = (int64_t)us;
-				continue;
-			}
-			at = (int64_t)us * 1000 - off;
 			if (at < resume)
 				continue;
 			fork_lines += !!strstr(msg, "due to virtual machine fork");
@@ -368,11 +308,6 @@ static void kernel_log(int64_t resume)
 				       at, msg);
 				said = true;
 			}
-		}
-		if (pass == 0) {
-			if (sync_us < 0)
-				break;
-			off = sync_us * 1000 - (m0 + m1) / 2;
 		}
 	}
 	if (!said)
@@ -417,8 +352,7 @@ static int after_restore(void)
 		}
 	}
 	kernel_log(resume);
-	printf("%d passed, %d failed\n", tests - failed, failed);
-	return failed ? 1 : 0;
+	return krng_summary();
 }
 
 int main(int argc, char **argv)

@@ -26,15 +26,15 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-import vmctl  # noqa: E402
+sys.path.insert(0, HERE)
+from krng_harness import RESEED_RX, vmctl  # noqa: E402
+import krng_harness  # noqa: E402
 
 DRAWERS = ('sleep', 'busy')
 
 DRAWER_RX = re.compile(r'^KRNG drawer (\S+) (.*)$', re.M)
 VALUE_RX = re.compile(r'^KRNG v (\S+) ([PS]) (\d+) ([0-9a-f]{16})$', re.M)
 RESUME_RX = re.compile(r'^KRNG resume at=(\d+)', re.M)
-RESEED_RX = re.compile(r'^KRNG reseed at=(\S+)(?: line=(.*))?$', re.M)
 SCI_RX = re.compile(r'^KRNG sci scis=(\d+) changes=(\d+) sci_at=(-?\d+) '
 		    r'handled_at=(-?\d+)(?: started_at=(-?\d+) '
 		    r'interrupted=(\S+))?', re.M)
@@ -177,17 +177,8 @@ def check(kernel, mode, clones, nclones, smp=1):
 
 
 def one_run(kernel, kos, accel, args, mode):
-	work = os.path.join(args.workdir, mode)
-	os.makedirs(work, exist_ok=True)
 	prog = os.path.basename(args.probe)
-	with vmctl.phase('%s: initramfs' % mode):
-		initrd = vmctl.build_initramfs(
-			kernel, os.path.join(work, 'initramfs.cpio.gz'),
-			modules=kos, progs=[args.probe])
-	env = {'VMCTL_PHASES': 'before-save,after-restore',
-	       'VMCTL_PROGS': prog,
-	       'VMCTL_MODULES': ','.join(os.path.basename(k)[:-3]
-					 for k in kos)}
+	work, initrd, env = krng_harness.guest(kernel, kos, args, mode)
 	origin = vmctl.VM(kernel, initrd, work, 'origin', env, accel,
 			  'KRNG_SCI=%d' % (mode == 'sci'), smp=args.smp)
 	vms = [origin]
@@ -196,13 +187,7 @@ def one_run(kernel, kos, accel, args, mode):
 	summary = '%s: failed' % mode
 	state = os.path.join(work, 'state.bin')
 	try:
-		with vmctl.phase('%s: boot and before-save' % mode):
-			origin.start()
-			origin.wait_for('^' + vmctl.BOOT_MARKER,
-					vmctl.TCG_BOOT_TIMEOUT)
-			origin.wait_for('^vmctl: await after-restore', 120)
-		ok = vmctl._insmod_ok(origin)
-		ok &= vmctl.report(origin, [(prog, 'before-save')])
+		ok = krng_harness.boot_before_save(origin, prog, mode)
 		# the module's own lines, the SCI handler's cost among them
 		for line in re.findall(r'^KRNG kmsg (.*)$', origin.read_log().
 				       replace('\r', ''), re.M):
@@ -231,42 +216,19 @@ def one_run(kernel, kos, accel, args, mode):
 				c.send('after-restore')
 			for c in clones:
 				c.wait_for('^' + vmctl.END_MARKER, 180)
-		figures = []
-		for c in clones:
-			c.wait_exit(60)
-			ok &= vmctl.report(c, [(prog, 'after-restore')])
-			ok &= vmctl.kernel_ok(c)
-			fig = parse_clone(c.read_log())
-			if fig is None:
-				vmctl.log('FAIL %s: no result' % c.name)
-				ok = False
-				continue
-			fig['name'] = c.name
-			figures.append(fig)
+		c_ok, figures = krng_harness.collect(clones, prog, parse_clone)
+		ok &= c_ok
 		r_ok, summary = check(kernel, mode, figures, args.clones,
 				     args.smp)
 		ok &= r_ok
 		finished = True
 	finally:
-		if not ok or not finished or args.verbose:
-			for v in vms:
-				vmctl.dump_log(v)
-		for v in vms:
-			v.kill()
-		if ok and os.path.exists(state):
-			os.unlink(state)
+		krng_harness.clean_up(vms, ok, finished, args.verbose, state)
 	return ok, summary
 
 
 def run(args):
-	vmctl.qemu_binary()
-	os.makedirs(args.workdir, exist_ok=True)
-	with vmctl.phase('fetch'):
-		kernel = vmctl.fetch(args.cache, args.kernel)
-	with vmctl.phase('build-module'):
-		kos = vmctl.build_module(kernel, args.driver,
-					 os.path.join(args.workdir, 'module'))
-	accel = vmctl.choose_accel(kernel, args.cache, args.workdir)
+	kernel, kos, accel = krng_harness.prepare(args)
 	vmctl.log('kernel %s (%s), %s, accelerator %s, %d vCPU' %
 		  (kernel.name, kernel.abi, kernel.boot_method, accel, args.smp))
 	ok = True
@@ -283,15 +245,8 @@ def run(args):
 
 def main(argv=None):
 	ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-	ap.add_argument('--probe', required=True, help='the static krng_window')
-	ap.add_argument('--driver', default=os.path.join(HERE, '..', '..',
-							 '..', 'driver'))
-	ap.add_argument('--cache', default=vmctl.default_cache())
-	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
-							  'krng-window-work'))
-	ap.add_argument('--kernel', choices=list(vmctl.KERNELS),
-			help='default $VMCTL_KERNEL, else generic')
-	ap.add_argument('--clones', type=int, default=8)
+	krng_harness.add_args(ap, 'the static krng_window',
+			      'krng-window-work', 8)
 	ap.add_argument('--smp', type=int, default=1,
 			help='vCPUs; with more than 1 the figures are reported '
 			'and the sci run is not asserted to be 0')
@@ -299,14 +254,7 @@ def main(argv=None):
 			help='comma separated: sci, control')
 	ap.add_argument('-v', '--verbose', action='store_true')
 	args = ap.parse_args(argv)
-	args.modes = [m for m in args.modes.split(',') if m]
-	if any(m not in ('sci', 'control') for m in args.modes) or \
-	   args.clones < 2:
-		ap.error('--modes takes sci and/or control; --clones >= 2')
-	args.probe = os.path.abspath(args.probe)
-	args.driver = os.path.abspath(args.driver)
-	args.cache = os.path.abspath(args.cache)
-	args.workdir = os.path.abspath(args.workdir)
+	krng_harness.finish_args(ap, args, ('sci', 'control'))
 	return vmctl.run_guarded(run_with_kernel, args)
 
 
