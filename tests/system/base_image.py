@@ -49,7 +49,7 @@ def kernel_packages(cache):
 	"""{name: abi} for generic, cloud and 6.12 (apt's answer today)."""
 	state = {}
 	return {name: vmctl._resolve_abi(cache, name, state)
-		for name in vmctl.KERNELS}
+		for name in vmctl.DEBIAN_KERNELS}
 
 
 def package_list(abis):

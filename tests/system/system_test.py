@@ -316,12 +316,13 @@ def main(argv=None):
 			help='where the base image is kept (as vmctl.py)')
 	ap.add_argument('--workdir', default=os.path.join(os.getcwd(),
 							  'system-work'))
-	ap.add_argument('--kernel', action='append', choices=list(vmctl.KERNELS),
+	ap.add_argument('--kernel', action='append',
+			choices=vmctl.DEBIAN_KERNELS,
 			help='kernel to boot, repeatable (default '
 			     '$VMCTL_KERNEL, else cloud)')
 	ap.add_argument('--clones', type=int, default=4)
 	ap.add_argument('--late-load', nargs='?', const='first',
-			choices=list(vmctl.KERNELS) + ['first'],
+			choices=vmctl.DEBIAN_KERNELS + ['first'],
 			help='also a run on this kernel (default: the first '
 			     '--kernel) with the early load masked and the '
 			     'module loaded at %d s' % LATE_LOAD_S)

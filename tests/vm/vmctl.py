@@ -109,6 +109,8 @@ KERNELS = {
 	'6.12': (None, r'6\.12\.\d+\+deb12-amd64'),
 	'debug': ('debug', r'\d+\.\d+\.\d+-vmgenid-debug'),
 }
+# The ones a Debian 12 system installs from apt (the system test's)
+DEBIAN_KERNELS = [n for n, (meta, _) in KERNELS.items() if meta != 'debug']
 DEFAULT_KERNEL = 'generic'	# the quickest: a PVH vmlinux boots in 3-6 s
 
 
