@@ -22,9 +22,10 @@ class SystemVM(vmctl.VM):
 
 	def __init__(self, kernel, initrd, disk, ports, workdir, name,
 		     append='', mem=1024, incoming=None):
-		super().__init__(types.SimpleNamespace(image=kernel), initrd,
-				 workdir, name, accel='tcg', append=append,
-				 mem=mem, incoming=incoming)
+		# vmctl.VM's kernel: the image, no memory floor of its own
+		super().__init__(types.SimpleNamespace(image=kernel, min_mem=0),
+				 initrd, workdir, name, accel='tcg',
+				 append=append, mem=mem, incoming=incoming)
 		self.disk = disk
 		self.ports = ports
 
