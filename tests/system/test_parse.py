@@ -5,7 +5,9 @@ ServerHello parse, the agent's report, the boot timeline, the comparison
 of clones and the expectations (each one shown able to fail)."""
 
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +170,33 @@ class Compare(unittest.TestCase):
 		_, bad = clones.verdicts(clones.compare([a, b]), 2,
 					 {'nginx-control': 'report'})
 		self.assertEqual(len(bad), 1)
+
+
+class Machine(unittest.TestCase):
+	"""SystemVM against vmctl.VM as it is today, without booting: a
+	change to the shared driver that the system image does not follow
+	fails here, not after the image is built."""
+
+	def test_command_line(self):
+		with tempfile.TemporaryDirectory() as d:
+			vm = machine.SystemVM('/k/vmlinuz', '/k/initrd', '/d.qcow2',
+					      [8443, 8444], d, 'saved', 'quiet')
+			words = vm.cmdline()
+			self.assertIn('vmgenid,guid=auto', words)
+			self.assertIn('/k/vmlinuz', words)
+			self.assertIn('hostfwd=tcp:127.0.0.1:8443-:443,'
+				      'hostfwd=tcp:127.0.0.1:8444-:4443',
+				      ' '.join(words))
+			self.assertTrue(any(w.endswith(' quiet') for w in words))
+			clone = vm.restore_from(os.path.join(d, 'state'), 'c0')
+			# the same machine; only its console and QMP paths differ
+			def same(ws):
+				return [w for w in ws if d not in w and
+					'vmctl.' not in w]
+			self.assertEqual(same(clone.cmdline()), same(words))
+			self.assertEqual(clone.incoming, os.path.join(d, 'state'))
+			for v in (vm, clone):
+				shutil.rmtree(v.sockdir)
 
 
 if __name__ == '__main__':
