@@ -22,14 +22,18 @@ call, measured in README.md); the only per-draw path, the check in
 front of the `random` draws, uses a call that keeps the GIL and only
 loads memory. A C extension would shave that overhead and nothing else.
 
-Threads and the GIL: every call that may run callbacks (generation(),
-transaction(), dispatch(), wait(), ...) releases the GIL while in the
-library, so a callback running in another thread (the watcher, or the
-thread that noticed the step first) can take the GIL and finish; a
-thread waiting for that dispatch holds no GIL meanwhile.
+Threads and the GIL: Python callbacks never run inside the library's
+own dispatch. The library makes a thread that enters it wait while
+another thread runs callbacks; C code that enters it holding the GIL
+(the OpenSSL provider under `ssl.RAND_bytes`) would then wait for a
+Python callback that waits for the GIL: a deadlock. So the binding
+registers no callback with the library: it runs its callbacks itself,
+in Python, once per step it sees (generation(), transaction(), dispatch(),
+wait(), a checked `random` draw, or its watcher thread), before any of
+its transactions of that generation begins. Calls into the library
+that may block release the GIL.
 """
 
-import atexit
 import collections
 import ctypes
 import errno
@@ -57,33 +61,20 @@ _SOURCE_NAMES = ("vmclock", "sysgenid", "file", "none")
 _FORK_MODES = {1: "wipeonfork", 2: "atfork"}
 
 
-class _Event(ctypes.Structure):
-    _fields_ = [("reasons", ctypes.c_uint32), ("reserved", ctypes.c_uint32),
-                ("old_generation", ctypes.c_uint64),
-                ("new_generation", ctypes.c_uint64)]
-
-
 class _Txn(ctypes.Structure):
     _fields_ = [("generation", ctypes.c_uint64)]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_Event),
-                             ctypes.c_void_p)
-
-
 def _load():
     name = "libvmgenid.so.0"
-    # CDLL releases the GIL around each call: anything that may run
-    # callbacks goes through it. PyDLL keeps the GIL: only for
-    # vmgen_txn_commit(), a handful of loads that never block.
+    # CDLL releases the GIL around each call: anything that may block
+    # (a dispatch of the library's C callbacks) goes through it. PyDLL
+    # keeps the GIL: only for vmgen_txn_commit(), a handful of loads.
     lib = ctypes.CDLL(name)
     nogil = ctypes.PyDLL(name)
     sig = {
         "vmgen_init": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_uint]),
         "vmgen_generation": (ctypes.c_int64, []),
-        "vmgen_callback_register": (ctypes.c_int, [_CALLBACK, ctypes.c_void_p,
-                                                   ctypes.c_uint]),
-        "vmgen_callback_unregister": (ctypes.c_int, [ctypes.c_int]),
         "vmgen_watcher_start": (ctypes.c_int, []),
         "vmgen_watcher_stop": (ctypes.c_int, []),
         "vmgen_fd": (ctypes.c_int, []),
@@ -155,11 +146,13 @@ def init(source=None, watcher=False, tracking=False):
     flags = (_INIT_WATCHER if watcher else 0) | \
             (_INIT_TRACKING if tracking else 0)
     _check(_lib.vmgen_init(source.encode() if source else None, flags))
+    if watcher:
+        _watcher_start_py()
 
 
 def generation():
     """The combined generation, after every pending callback has run."""
-    return _check(_lib.vmgen_generation())
+    return _run_pending(_check(_lib.vmgen_generation()))
 
 
 Event = collections.namedtuple("Event",
@@ -215,6 +208,7 @@ class Transaction:
         self._txn = _Txn()
         self._ptr = ctypes.pointer(self._txn)
         _check(_lib.vmgen_txn_begin(self._ptr))
+        _run_pending(self._txn.generation)
 
     @property
     def generation(self):
@@ -253,72 +247,172 @@ def retry(fn, *args, attempts=8, **kwargs):
                            % attempts)
 
 
-_registry_lock = threading.Lock()
-_registered = {}        # id -> the ctypes thunk, alive until unregistered
+# The callbacks, run by the binding in Python (module docstring): once per
+# step of the combined generation, under _dispatch_lock, in the thread
+# that sees the step first or in the watcher thread.
+_callbacks = {}         # id -> (fn, events), in registration order
+_next_id = 1
+_dispatch_lock = threading.RLock()
+_local = threading.local()      # .dispatching: a callback is running here
+_handled = None         # the generation whose callbacks have run (or None)
+_handled_pid = os.getpid()
+_handled_source = None  # the source's own counter at _handled (or None)
+_watcher = None         # (thread, stop Event) while the watcher runs
+
+
+def _source_counter():
+    value = ctypes.c_uint64()
+    if _lib.vmgen_source_generation(ctypes.byref(value)) < 0:
+        return None
+    return value.value
+
+
+def _call(fn, event):
+    """fn(event) as the library would call a C callback: 0 on success, a
+    negative errno (an exception is kept as the cause of the Error)."""
+    global _last_failure
+    try:
+        ret = fn(event)
+        if ret is None:
+            return 0
+        if isinstance(ret, int) and ret <= 0:
+            return ret
+        raise TypeError("a vmgenid callback returns None, 0 or a "
+                        "negative errno, not %r" % (ret,))
+    except BaseException as e:          # fail closed
+        with _failure_lock:
+            _last_failure = e
+        if isinstance(e, OSError) and e.errno:
+            return -e.errno
+        return -errno.ECANCELED
+
+
+def _run_pending(gen):
+    """Run the callbacks of the step to gen, once; return gen. A callback
+    that fails leaves the step pending (the next call retries) and raises
+    Error: no transaction of this binding begins in that generation."""
+    global _handled, _handled_pid, _handled_source
+    if gen == _handled or getattr(_local, "dispatching", False):
+        return gen
+    with _dispatch_lock:
+        if _handled is None or not _callbacks:
+            # nothing to run: this is where the next step starts from
+            _handled, _handled_pid = gen, os.getpid()
+            _handled_source = _source_counter()
+            return gen
+        if gen == _handled:
+            return gen
+        pid, source = os.getpid(), _source_counter()
+        reasons = FORK if pid != _handled_pid else 0
+        # a step without a fork, or the source's own counter moved
+        if not reasons or source != _handled_source:
+            reasons |= VM
+        event = Event(reasons, _handled, gen)
+        _local.dispatching = True
+        try:
+            for cb_id, (fn, events) in list(_callbacks.items()):
+                # unregistered by an earlier callback of this step
+                if events & reasons and cb_id in _callbacks:
+                    ret = _call(fn, event)
+                    if ret < 0:
+                        _raise(ret)
+        finally:
+            _local.dispatching = False
+        _handled, _handled_pid, _handled_source = gen, pid, source
+    return gen
 
 
 def register(fn, events=VM):
     """Run fn(event) once per generation step that includes `events` (VM,
-    FORK or ANY), before any transaction of that generation begins.
+    FORK or ANY), before any transaction of this binding in the new
+    generation begins.
 
-    fn runs in whichever thread notices the step first (one that calls
-    generation(), transaction(), ...), or in the watcher thread when
-    watcher_start() was called; always holding the GIL. It returns None
-    or 0 for success, or a negative errno. An exception, or a negative
-    return, fails the dispatch closed: the generation is not marked
-    handled, no transaction commits, and the call that ran it raises
-    Error (ECANCELED for an exception other than OSError, with the
-    exception as __cause__); the next call retries. After fork(), FORK
-    callbacks run in the child (only the forking thread exists there).
-    Returns an id for unregister()."""
+    fn runs in a Python thread, holding the GIL: the one that sees the
+    step first (generation(), transaction(), dispatch(), wait(), a
+    checked `random` draw), or the watcher thread after watcher_start();
+    never inside the library's own dispatch, so C code that enters the
+    library holding the GIL cannot deadlock against it. C users of the
+    library in this process (the OpenSSL provider) do not wait for it.
+    It returns None or 0 for success, or a negative errno. An exception,
+    or a negative return, fails closed: the step stays pending, the call
+    that ran it raises Error (ECANCELED for an exception other than
+    OSError, with the exception as __cause__), no transaction begins,
+    and the next call retries. After fork(), FORK callbacks run in the
+    child (only the forking thread exists there). Returns an id for
+    unregister()."""
+    global _next_id
     if not callable(fn):
         raise TypeError("fn must be callable")
-
-    def thunk(event_p, _arg):
-        global _last_failure
-        try:
-            ev = event_p.contents
-            ret = fn(Event(ev.reasons, ev.old_generation, ev.new_generation))
-            if ret is None:
-                return 0
-            if isinstance(ret, int) and ret <= 0:
-                return ret
-            raise TypeError("a vmgenid callback returns None, 0 or a "
-                            "negative errno, not %r" % (ret,))
-        except BaseException as e:      # fail closed, never unwind into C
-            with _failure_lock:
-                _last_failure = e
-            if isinstance(e, OSError) and e.errno:
-                return -e.errno
-            return -errno.ECANCELED
-
-    cb = _CALLBACK(thunk)
-    # Held across the call: the library may run it before we return.
-    with _registry_lock:
-        _registered[id(cb)] = cb
-    ret = _lib.vmgen_callback_register(cb, None, events)
-    with _registry_lock:
-        del _registered[id(cb)]
-        if ret > 0:
-            _registered[ret] = cb
-    return _check(ret)
+    if not events or events & ~ANY:
+        raise Error(errno.EINVAL, "events must be VM, FORK or ANY, not %r"
+                    % (events,))
+    # the generation the callback starts from: a step before this call
+    # is not its business
+    gen = _check(_lib.vmgen_generation())
+    with _dispatch_lock:
+        _run_pending(gen)
+        cb_id, _next_id = _next_id, _next_id + 1
+        _callbacks[cb_id] = (fn, events)
+    return cb_id
 
 
 def unregister(cb_id):
     """After this returns, the callback is not running and never runs
     again. May be called from inside a callback."""
-    _check(_lib.vmgen_callback_unregister(cb_id))
-    with _registry_lock:
-        _registered.pop(cb_id, None)
+    with _dispatch_lock:
+        if _callbacks.pop(cb_id, None) is None:
+            raise Error(errno.ENOENT, "no callback registered with id %r"
+                        % (cb_id,))
+
+
+def _watch(stop):
+    since = None
+    while not stop.is_set():
+        try:
+            if since is None:
+                since = _check(_lib.vmgen_generation())
+                _run_pending(since)
+            # GIL released; wakes twice a second to see stop
+            got = _lib.vmgen_wait(since, 500)
+            if got == -errno.ETIMEDOUT:
+                continue
+            since = _run_pending(_check(got))
+        except Error:
+            # a failed callback: the step stays pending, retried by the
+            # next call or after a pause here
+            stop.wait(0.1)
+            since = None
+
+
+def _watcher_start_py():
+    global _watcher
+    with _dispatch_lock:
+        if _watcher is not None:
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=_watch, args=(stop,),
+                                  name="vmgenid-watcher", daemon=True)
+        thread.start()
+        _watcher = (thread, stop)
 
 
 def watcher_start():
-    """Start the watcher thread: callbacks run within microseconds of a
-    step instead of on the next call (but see reseed_random_on_restore)."""
+    """Start the watcher thread: callbacks run within about a millisecond
+    of a step instead of on the next call (but see
+    reseed_random_on_restore). The library's own watcher starts too, for
+    C callbacks in this process."""
     _check(_lib.vmgen_watcher_start())
+    _watcher_start_py()
 
 
 def watcher_stop():
+    global _watcher
+    with _dispatch_lock:
+        w, _watcher = _watcher, None
+    if w is not None:
+        w[1].set()
+        if w[0] is not threading.current_thread():
+            w[0].join()
     _check(_lib.vmgen_watcher_stop())
 
 
@@ -330,7 +424,10 @@ def fd():
 
 def dispatch():
     """Run pending callbacks; returns the number of steps handled."""
-    return _check(_lib.vmgen_dispatch())
+    ret = _check(_lib.vmgen_dispatch())
+    before = _handled
+    gen = generation()
+    return max(ret, 1 if before is not None and gen != before else 0)
 
 
 def wait(since, timeout=None):
@@ -342,7 +439,7 @@ def wait(since, timeout=None):
     ret = _lib.vmgen_wait(since, ms)
     if ret == -errno.ETIMEDOUT:
         return since
-    return _check(ret)
+    return _run_pending(_check(ret))
 
 
 def trigger(min_generation=0):
@@ -351,13 +448,17 @@ def trigger(min_generation=0):
     _check(_lib.vmgen_trigger(min_generation))
 
 
-@atexit.register
-def _unregister_all():
-    # The watcher thread must never call into a finalizing interpreter.
-    with _registry_lock:
-        ids = [k for k in _registered if 0 < k < 1 << 31]
-    for cb_id in ids:
-        _lib.vmgen_callback_unregister(cb_id)
+def _after_fork_in_child():
+    # The forking thread is the only one: locks another thread held are
+    # held for ever, the watcher thread is gone. Start it again.
+    global _dispatch_lock, _failure_lock, _guard_lock, _watcher
+    _dispatch_lock = threading.RLock()
+    _failure_lock = threading.Lock()
+    _guard_lock = threading.Lock()
+    _local.dispatching = False
+    if _watcher is not None:
+        _watcher = None
+        _watcher_start_py()
 
 
 # The opt-in for the `random` module.
@@ -371,10 +472,11 @@ _seen_ptr = ctypes.pointer(_seen)   # been reseeded for (or 0)
 
 
 def _catch_up():
-    # Slow path, GIL released: the library runs _reseed (VM steps), and
-    # returns only once every callback has completed for the generation.
+    # Slow path: the begin releases the GIL while in the library; then
+    # the binding runs _reseed (VM steps) before the draw goes on.
     txn = _Txn()
     _check(_lib.vmgen_txn_begin(ctypes.byref(txn)))
+    _run_pending(txn.generation)
     _seen.generation = txn.generation
 
 
@@ -448,7 +550,7 @@ def reseed_random_on_restore(*instances, check_draws=True):
     generation (one call that only loads memory) and catches up when it
     moved, so no value drawn after a restore comes from the pre-restore
     state, even on the first draw, whatever the thread. Without it, the
-    reseed is a callback: it runs on the next call into libvmgenid, or
+    reseed is a callback: it runs on the next call into this module, or
     in the watcher thread, which may be after the program's next draw.
 
     Do not use it on an instance that must replay a seed."""
@@ -479,3 +581,6 @@ def reseed_random_on_restore(*instances, check_draws=True):
                         callable(obj) and not name.startswith("_"):
                     setattr(_random, name, getattr(inst, name))
     _catch_up()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

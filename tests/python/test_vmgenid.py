@@ -273,6 +273,46 @@ class Callbacks(unittest.TestCase):
             vmgenid.unregister(-1)
 
 
+# C code that enters the library holding the GIL (the OpenSSL provider
+# under ssl.RAND_bytes; here the library's begin through ctypes.PyDLL)
+# while another thread dispatches: with Python callbacks inside the
+# library's dispatch, that thread waits for the GIL and this one for the
+# dispatch, for ever (seen: the system test's late load, the source
+# switch dispatched by the library's probe thread).
+GIL_HELD_CHILD = r"""
+import ctypes, os, struct, sys
+import vmgenid
+gen_path = os.environ["VMGENID_SOURCE"][len("file:"):]
+steps = []
+vmgenid.register(steps.append)
+vmgenid.watcher_start()
+lib = ctypes.PyDLL("libvmgenid.so.0")
+txn = ctypes.c_uint64()
+for _ in range(200):
+    with open(gen_path, "r+b") as f:
+        value = struct.unpack("=I", f.read(4))[0]
+        f.seek(0)
+        f.write(struct.pack("=I", value + 1))
+    for _ in range(50):
+        assert lib.vmgen_txn_begin(ctypes.byref(txn)) == 0
+vmgenid.watcher_stop()
+vmgenid.generation()
+print(len(steps) > 0, flush=True)
+"""
+
+
+class Deadlock(unittest.TestCase):
+    def test_c_caller_holding_gil(self):
+        try:
+            out = subprocess.run([sys.executable, "-c", GIL_HELD_CHILD],
+                                 capture_output=True, text=True,
+                                 timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.fail("deadlock: a thread holding the GIL waited in the "
+                      "library for a Python callback")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, "True\n")
+
 CLONE_CHILD = r"""
 import os, random, sys
 import vmgenid
