@@ -280,8 +280,7 @@ class Distinct(unittest.TestCase):
 
 class Package(unittest.TestCase):
 	"""vmctl re-exports the package vmharness: one object per name, the
-	harness's state held once, and a patch of vmctl.X reaches every
-	module that uses X (as when vmctl.py was one file)."""
+	harness's state held once."""
 
 	def test_one_object_per_name(self):
 		import vmharness
@@ -295,26 +294,6 @@ class Package(unittest.TestCase):
 		from vmharness import common, qemu
 		self.assertIs(vmctl._timings, common._timings)
 		self.assertIs(vmctl._live, qemu._live)
-
-	def test_patch_reaches_the_modules(self):
-		from vmharness import checks, clones, common
-		said = []
-		saved = vmctl.log
-		vmctl.log = said.append
-		try:
-			a = Distinct.Fake('c1', 'vmctl-distinct: 00ff\n')
-			b = Distinct.Fake('c2', 'vmctl-distinct: 00ff\n')
-			self.assertFalse(vmctl.check_distinct([a, b]))
-			self.assertFalse(vmctl.report(a, [('p', 'abi')]))
-			with vmctl.phase('step'):
-				pass
-		finally:
-			vmctl.log = saved
-		self.assertIn('FAIL c1 and c2 both printed 00ff', said)
-		self.assertIn('FAIL p abi: no run/exit markers', said)
-		self.assertIn('step ...', said)
-		for mod in (checks, clones, common):
-			self.assertIs(mod.log, saved, mod.__name__)
 
 
 if __name__ == '__main__':
