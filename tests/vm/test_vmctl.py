@@ -278,5 +278,23 @@ class Distinct(unittest.TestCase):
 		self.assertFalse(vmctl.check_distinct([a, b, c]))
 
 
+class Package(unittest.TestCase):
+	"""vmctl re-exports the package vmharness: one object per name, the
+	harness's state held once."""
+
+	def test_one_object_per_name(self):
+		import vmharness
+		for part in vmharness.PARTS:
+			for name, value in vars(part).items():
+				if not name.startswith('__'):
+					self.assertIs(getattr(vmctl, name), value,
+						      (part.__name__, name))
+
+	def test_state_once(self):
+		from vmharness import common, qemu
+		self.assertIs(vmctl._timings, common._timings)
+		self.assertIs(vmctl._live, qemu._live)
+
+
 if __name__ == '__main__':
 	unittest.main()
