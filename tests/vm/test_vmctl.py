@@ -261,6 +261,50 @@ class ModuleKey(unittest.TestCase):
 			self.assertNotEqual(vmctl._module_key(K(), src), k2)
 
 
+class WaitPhase(unittest.TestCase):
+	"""VM.wait_phase() against a serial log written here, without QEMU:
+	the phase is sent again until /init says it runs it."""
+
+	def vm(self, d, alive=True):
+		kernel = type('K', (), {'min_mem': 0})()
+		vm = vmctl.VM(kernel, 'initrd', d, 'c1')
+		self.addCleanup(lambda: os.path.isdir(vm.sockdir) and
+				os.rmdir(vm.sockdir))
+		open(vm.logpath, 'w').close()
+		sent = []
+
+		def send(line):
+			sent.append(line)
+			if len(sent) == 2:	# the second one gets through
+				with open(vm.logpath, 'a') as f:
+					f.write('vmctl: phase after-restore\n')
+		vm.send = send
+		vm.alive = lambda: alive
+		vm.proc = type('P', (), {'returncode': None if alive else 1})()
+		return vm, sent
+
+	def test_resends_until_seen(self):
+		with tempfile.TemporaryDirectory() as d:
+			vm, sent = self.vm(d)
+			vm.send('after-restore')
+			vm.wait_phase('after-restore', timeout=5,
+				      resend_every=0.2)
+			self.assertEqual(sent, ['after-restore'] * 2)
+
+	def test_gives_up(self):
+		with tempfile.TemporaryDirectory() as d:
+			vm, sent = self.vm(d)
+			with self.assertRaises(vmctl.HarnessError):
+				vm.wait_phase('other', timeout=0.5,
+					      resend_every=0.2)
+			self.assertTrue(sent)
+			vm, sent = self.vm(d, alive=False)
+			with self.assertRaises(vmctl.HarnessError):
+				vm.wait_phase('other', timeout=5,
+					      resend_every=0.2)
+			self.assertEqual(sent, [])
+
+
 class Distinct(unittest.TestCase):
 	class Fake:
 		def __init__(self, name, text):

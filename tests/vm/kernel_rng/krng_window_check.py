@@ -215,6 +215,8 @@ def one_run(kernel, kos, accel, args, mode):
 			for c in clones:
 				c.send('after-restore')
 			for c in clones:
+				c.wait_phase('after-restore')
+			for c in clones:
 				c.wait_for('^' + vmctl.END_MARKER, 180)
 		c_ok, figures = krng_harness.collect(clones, prog, parse_clone)
 		ok &= c_ok

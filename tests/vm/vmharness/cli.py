@@ -154,6 +154,8 @@ def cmd_snapshot(args):
 				for c in now:
 					c.send('after-restore')
 				for c in now:
+					c.wait_phase('after-restore')
+				for c in now:
 					c.wait_for('^' + END_MARKER
 						   if not args.check_channel
 						   else '^vmctl: shell',

@@ -91,6 +91,8 @@ if [ "$VMCTL_SHELL" = 1 ]; then
 	echo "vmctl: shell"
 	n=0
 	while IFS= read -r line <&3; do
+		# a phase name the host sent again (wait_phase): not a command
+		case ",${VMCTL_PHASES}," in *",$line,"*) continue ;; esac
 		n=$((n + 1))
 		[ "$line" = exit ] && break
 		sh -c "$line"

@@ -257,6 +257,27 @@ class VM:
 		self._ctl_connect()
 		self.ctl.sendall(line.encode() + b'\n')
 
+	def wait_phase(self, ph, timeout=60, resend_every=15):
+		"""Wait until /init says it runs phase ph, which send() gave it.
+		Sends the line again every resend_every s until then: once, a
+		clone restored on a loaded TCG host never read it (/init still
+		in its read of ttyS1 after 180 s, the other clone fine). /init
+		skips lines that are not what it waits for, so a repeat that
+		was not needed does no harm. Each resend is logged."""
+		pattern = '^vmctl: phase %s$' % re.escape(ph)
+		deadline = time.monotonic() + timeout
+		while True:
+			left = deadline - time.monotonic()
+			try:
+				return self.wait_for(pattern,
+						     max(min(resend_every, left), 0))
+			except HarnessError:
+				if not self.alive() or left <= resend_every:
+					raise
+			log('%s: no "vmctl: phase %s" within %d s: sending it '
+			    'again' % (self.name, ph, resend_every))
+			self.send(ph)
+
 	def recv_line(self, timeout):
 		"""One line the guest wrote to /dev/ttyS1."""
 		self._ctl_connect()
