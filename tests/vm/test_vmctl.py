@@ -277,7 +277,8 @@ class WaitPhase(unittest.TestCase):
 			sent.append(line)
 			if len(sent) == 2:	# the second one gets through
 				with open(vm.logpath, 'a') as f:
-					f.write('vmctl: phase after-restore\n')
+					# the serial console's line end
+					f.write('vmctl: phase after-restore\r\n')
 		vm.send = send
 		vm.alive = lambda: alive
 		vm.proc = type('P', (), {'returncode': None if alive else 1})()

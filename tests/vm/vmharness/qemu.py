@@ -264,7 +264,7 @@ class VM:
 		in its read of ttyS1 after 180 s, the other clone fine). /init
 		skips lines that are not what it waits for, so a repeat that
 		was not needed does no harm. Each resend is logged."""
-		pattern = '^vmctl: phase %s$' % re.escape(ph)
+		pattern = r'^vmctl: phase %s\r?$' % re.escape(ph)
 		deadline = time.monotonic() + timeout
 		while True:
 			left = deadline - time.monotonic()
